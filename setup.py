@@ -1,0 +1,42 @@
+"""ament_python package reward_model_ros (built by colcon on a ROS 2 install, or pip in the venv)."""
+
+from glob import glob
+
+from setuptools import setup
+
+PACKAGE = "reward_model_ros"
+
+# Node executables: `ros2 run reward_model_ros <name>` and the names launch files use.
+NODES = {
+    "interface_echo_node": "reward_model_ros.nodes.interface_echo:main",
+}
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=[
+        "reward_model_ros",
+        "reward_model_ros.core",
+        "reward_model_ros.rl",
+        "reward_model_ros.nodes",
+        "reward_model_ros.ros",
+        "reward_model_sim",
+    ],
+    package_dir={"": "src", "reward_model_sim": "sim/reward_model_sim"},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=True,
+    maintainer="reward_model_ros maintainers",
+    maintainer_email="maintainers@reward-model-ros.invalid",
+    description="Learned, image-based success rewards for robot RL on ROS 2.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [f"{name} = {target}" for name, target in NODES.items()]
+        + ["reward-model = reward_model_ros.cli:main"],
+    },
+)

@@ -1,0 +1,1 @@
+"""Thin rclpy nodes: declare parameters, wire topics and timers, call core/ and rl/."""

@@ -1,0 +1,35 @@
+"""The `main()` shared by every node: init, spin, clean shutdown, clear start-up errors."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from reward_model_ros.nodes.params import ParameterError
+
+
+def spin_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
+    """Create the node with `factory`, spin it until Ctrl-C / SIGTERM, then clean up.
+
+    A `ParameterError` (or FileNotFoundError, e.g. a missing checkpoint) during start-up is
+    printed as one clear line and exits with code 2 instead of a traceback.
+    """
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = factory()
+        rclpy.spin(node)
+    except (ParameterError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,123 @@
+"""Declare a node's parameters from one table: name, default, description, check.
+
+Every node module has a `PARAMETERS` tuple of `Param`s; `declare_parameters` declares them
+with descriptions, refuses bad start-up values with a `ParameterError` that names the
+parameter, the value and the rule, and installs a set-parameters callback that refuses bad
+runtime changes with the same reason. The static launch check reads the same tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# A check returns None when the value is fine, else the reason it is not.
+Check = Callable[[Any], "str | None"]
+
+
+class ParameterError(ValueError):
+    """A parameter value a node cannot work with."""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    """the parameter's name, dotted for nested groups"""
+    default: Any
+    """the default value; its type is the parameter's type"""
+    description: str
+    """one line for `ros2 param describe` and the README's configuration reference"""
+    check: Check | None = None
+    """validation; None accepts every value of the right type"""
+    read_only: bool = False
+    """true for parameters that only take effect at start-up"""
+
+    def validate(self, value: Any) -> str | None:
+        if self.check is None:
+            return None
+        return self.check(value)
+
+
+# --- checks ------------------------------------------------------------------------------
+def in_range(lo: float, hi: float) -> Check:
+    return lambda v: None if lo <= v <= hi else f"must be in [{lo}, {hi}]"
+
+
+def positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def non_negative(v: Any) -> str | None:
+    return None if v >= 0 else "must be >= 0"
+
+
+def one_of(*allowed: Any) -> Check:
+    return lambda v: None if v in allowed else f"must be one of {', '.join(map(repr, allowed))}"
+
+
+def non_empty(v: Any) -> str | None:
+    return None if len(v) > 0 else "must not be empty"
+
+
+def topic_name(v: Any) -> str | None:
+    if not v or any(c.isspace() for c in v) or "//" in v or v.endswith("/"):
+        return f"{v!r} is not a valid ROS topic name"
+    return None
+
+
+def all_of(*checks: Check) -> Check:
+    def check(v: Any) -> str | None:
+        for c in checks:
+            reason = c(v)
+            if reason:
+                return reason
+        return None
+
+    return check
+
+
+# --- rclpy glue ----------------------------------------------------------------------------
+def declare_parameters(node: Any, params: Sequence[Param]) -> dict[str, Any]:
+    """Declare `params` on an rclpy node and return their validated values by name.
+
+    :raises ParameterError: for a start-up value that fails its check; the message names
+        the node, the parameter, the value and the rule.
+    """
+    from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+
+    by_name = {p.name: p for p in params}
+    for p in params:
+        node.declare_parameter(
+            p.name,
+            p.default,
+            ParameterDescriptor(description=p.description, read_only=p.read_only),
+        )
+    values = {p.name: node.get_parameter(p.name).value for p in params}
+    for name, value in values.items():
+        reason = by_name[name].validate(value)
+        if reason:
+            raise ParameterError(
+                f"{node.get_name()}: parameter {name}={value!r} {reason}. "
+                f"({by_name[name].description})"
+            )
+
+    def on_set(changes: Iterable[Any]) -> Any:
+        for change in changes:
+            spec = by_name.get(change.name)
+            if spec is None:
+                continue
+            reason = spec.validate(change.value)
+            if reason:
+                return SetParametersResult(
+                    successful=False, reason=f"{change.name}={change.value!r} {reason}"
+                )
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
+    return values
+
+
+def parameter_names(params: Sequence[Param]) -> set[str]:
+    """Names a node declares (plus use_sim_time, which every rclpy node has)."""
+    return {p.name for p in params} | {"use_sim_time"}

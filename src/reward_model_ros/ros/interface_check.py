@@ -1,0 +1,143 @@
+"""The client side of the interface check: send each reward_msgs type through an echo node.
+
+`run_interface_check` publishes the sample of every message type on `<ping>/<type>`, waits
+for it on `<pong>/<type>` and compares every field; it calls both services and compares
+the answers with the echo rule. Used by `reward-model check-interfaces`, `make demo` and
+the tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message, serialize_message
+
+from reward_model_ros.ros.interface_samples import (
+    MESSAGE_TYPES,
+    SERVICE_TYPES,
+    echo_compute_rewards,
+    echo_reset_episode,
+    sample_compute_rewards_request,
+    sample_messages,
+    sample_reset_request,
+)
+
+
+@dataclass
+class CheckResult:
+    name: str
+    """the interface, e.g. reward_msgs/msg/RewardStamped"""
+    ok: bool
+    """true when it came back unchanged"""
+    seconds: float
+    """from sending to receiving the answer"""
+    detail: str = ""
+    """what went wrong, or a summary of what came back"""
+
+
+def _spin_until(node: Node, done, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not done():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        rclpy.spin_once(node, timeout_sec=min(0.05, remaining))
+    return True
+
+
+def as_transported(msg):
+    """`msg` as it looks after serialization (e.g. float64 values rounded to float32)."""
+    return deserialize_message(serialize_message(msg), type(msg))
+
+
+def _diff_fields(sent, got) -> str:
+    sent = as_transported(sent)
+    names = [n for n in sent.get_fields_and_field_types() if getattr(sent, n) != getattr(got, n)]
+    return "fields differ: " + ", ".join(names) if names else ""
+
+
+def check_messages(node: Node, ping: str, pong: str, timeout: float) -> list[CheckResult]:
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    results = []
+    for suffix, sample in sample_messages().items():
+        msg_type = MESSAGE_TYPES[suffix]
+        name = f"reward_msgs/msg/{msg_type.__name__}"
+        received: list = []
+        sub = node.create_subscription(msg_type, f"{pong}/{suffix}", received.append, qos)
+        pub = node.create_publisher(msg_type, f"{ping}/{suffix}", qos)
+        try:
+            matched = _spin_until(
+                node,
+                lambda: pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0,
+                timeout,
+            )
+            if not matched:
+                results.append(CheckResult(name, False, timeout, "no echo node matched within the timeout"))
+                continue
+            start = time.monotonic()
+            pub.publish(sample)
+            if not _spin_until(node, lambda: bool(received), timeout):
+                results.append(CheckResult(name, False, timeout, "sent, but no echo came back"))
+                continue
+            seconds = time.monotonic() - start
+            diff = _diff_fields(sample, received[0])
+            results.append(CheckResult(name, not diff, seconds, diff or f"{len(sample.get_fields_and_field_types())} fields equal"))
+        finally:
+            node.destroy_publisher(pub)
+            node.destroy_subscription(sub)
+    return results
+
+
+def _call(node: Node, srv_type, service: str, request, timeout: float):
+    client = node.create_client(srv_type, service)
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            return None, timeout, f"service {service} not available within {timeout:.0f} s"
+        start = time.monotonic()
+        future = client.call_async(request)
+        if not _spin_until(node, future.done, timeout):
+            return None, timeout, "called, but no answer came back"
+        return future.result(), time.monotonic() - start, ""
+    finally:
+        node.destroy_client(client)
+
+
+def check_services(node: Node, echo_node: str, timeout: float) -> list[CheckResult]:
+    results = []
+    srv = SERVICE_TYPES["compute_rewards"]
+    request = sample_compute_rewards_request()
+    answer, seconds, error = _call(node, srv, f"{echo_node}/compute_rewards", request, timeout)
+    name = "reward_msgs/srv/ComputeRewards"
+    if answer is None:
+        results.append(CheckResult(name, False, seconds, error))
+    else:
+        expected = echo_compute_rewards(request, answer.threshold, answer.inference_latency)
+        diff = _diff_fields(expected, answer)
+        results.append(CheckResult(name, not diff, seconds, diff or f"{len(request.images)} images scored"))
+
+    srv = SERVICE_TYPES["reset_episode"]
+    request = sample_reset_request()
+    answer, seconds, error = _call(node, srv, f"{echo_node}/reset_episode", request, timeout)
+    name = "reward_msgs/srv/ResetEpisode"
+    if answer is None:
+        results.append(CheckResult(name, False, seconds, error))
+    else:
+        expected = echo_reset_episode(request, answer.episode_index)
+        diff = _diff_fields(expected, answer)
+        results.append(CheckResult(name, not diff, seconds, diff or answer.message))
+    return results
+
+
+def run_interface_check(
+    node: Node,
+    echo_node: str = "interface_echo",
+    ping: str = "interface_check/ping",
+    pong: str = "interface_check/pong",
+    timeout: float = 20.0,
+) -> list[CheckResult]:
+    """Round-trip every reward_msgs message and service through the echo node."""
+    return check_messages(node, ping, pong, timeout) + check_services(node, echo_node, timeout)
