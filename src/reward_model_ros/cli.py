@@ -1,7 +1,7 @@
 """The `reward-model` command: a thin layer over the library's functions.
 
-    reward-model demo                 the main job on the embedded default (see README)
-    reward-model check-interfaces     round-trip every reward_msgs type through an echo node
+reward-model demo                 the main job on the embedded default (see README)
+reward-model check-interfaces     round-trip every reward_msgs type through an echo node
 """
 
 from __future__ import annotations
@@ -43,8 +43,10 @@ def check_interfaces(spawn_echo: bool, echo_node: str, timeout: float) -> int:
     from reward_model_ros.ros.processes import NodeProcess, ros_args
 
     if not spawn_echo:
-        print(f"checking against a running echo node /{echo_node} (ROS_DOMAIN_ID="
-              f"{os.environ.get('ROS_DOMAIN_ID', '0')})")
+        print(
+            f"checking against a running echo node /{echo_node} (ROS_DOMAIN_ID="
+            f"{os.environ.get('ROS_DOMAIN_ID', '0')})"
+        )
         results = _check(echo_node, timeout)
         _print_results(results)
         return 0 if all(r.ok for r in results) else 1
@@ -52,43 +54,52 @@ def check_interfaces(spawn_echo: bool, echo_node: str, timeout: float) -> int:
     with DomainLease() as lease:
         env = local_dds_env(lease.domain_id)
         os.environ.update(env)  # before rclpy starts its participant in this process
-        print(f"DDS kept on this machine: ROS_DOMAIN_ID={lease.domain_id}, "
-              f"ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, "
-              f"FASTDDS_DEFAULT_PROFILES_FILE={env['FASTDDS_DEFAULT_PROFILES_FILE']}")
+        print(
+            f"DDS kept on this machine: ROS_DOMAIN_ID={lease.domain_id}, "
+            f"ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST, "
+            f"FASTDDS_DEFAULT_PROFILES_FILE={env['FASTDDS_DEFAULT_PROFILES_FILE']}"
+        )
         log_path = Path(tempfile.mkdtemp(prefix="reward_model_ros-")) / "interface_echo_node.log"
         start = time.monotonic()
-        echo = NodeProcess("interface_echo_node", ros_args(node_name=echo_node), env=env,
-                           log_path=log_path)
-        print(f"started interface_echo_node as process {echo.pid} (log: {log_path})")
+        echo = NodeProcess("interface_echo_node", ros_args(node_name=echo_node), env=env, log_path=log_path)
+        print(f"started {echo.command[0]} as process {echo.pid} (log: {log_path})")
         try:
             results = _check(echo_node, timeout)
         finally:
             code = echo.stop()
-        print(f"round trip of every reward_msgs type between process {os.getpid()} and "
-              f"process {echo.pid}:")
+        print(f"round trip of every reward_msgs type between process {os.getpid()} and process {echo.pid}:")
         _print_results(results)
         passed = sum(r.ok for r in results)
-        print(f"{passed}/{len(results)} interfaces came back unchanged in "
-              f"{time.monotonic() - start:.1f} s; echo node exited with code {code}", flush=True)
+        print(
+            f"{passed}/{len(results)} interfaces came back unchanged in "
+            f"{time.monotonic() - start:.1f} s; echo node exited with code {code}",
+            flush=True,
+        )
         if passed != len(results):
             print("echo node log:\n" + echo.output(), file=sys.stderr)
         return 0 if passed == len(results) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="reward-model", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="reward-model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default")
     demo.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per step")
 
-    chk = sub.add_parser("check-interfaces",
-                         help="round-trip every reward_msgs type through interface_echo_node")
-    chk.add_argument("--spawn-echo", action=argparse.BooleanOptionalAction, default=True,
-                     help="start the echo node here in an isolated local DDS domain (default); "
-                          "--no-spawn-echo checks against one already running in your domain, "
-                          "e.g. on another machine")
+    chk = sub.add_parser(
+        "check-interfaces", help="round-trip every reward_msgs type through interface_echo_node"
+    )
+    chk.add_argument(
+        "--spawn-echo",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start the echo node here in an isolated local DDS domain (default); "
+        "--no-spawn-echo checks against one already running in your domain, "
+        "e.g. on another machine",
+    )
     chk.add_argument("--echo-node", default="interface_echo", help="name of the echo node")
     chk.add_argument("--timeout", type=float, default=20.0, help="seconds to wait per interface")
 

@@ -18,9 +18,9 @@ def spin_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    rclpy.init(args=args)
     node = None
     try:
+        rclpy.init(args=args)
         node = factory()
         rclpy.spin(node)
     except (ParameterError, FileNotFoundError) as exc:

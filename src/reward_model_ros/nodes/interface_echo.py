@@ -24,14 +24,24 @@ from reward_model_ros.ros.interface_samples import (
 NODE_NAME = "interface_echo"
 
 PARAMETERS = (
-    Param("ping_prefix", "interface_check/ping", "topics the node listens on: <prefix>/<type>",
-          topic_name, read_only=True),
-    Param("pong_prefix", "interface_check/pong", "topics the node echoes to: <prefix>/<type>",
-          topic_name, read_only=True),
-    Param("qos_depth", 10, "history depth of the reliable echo topics",
-          in_range(1, 1000), read_only=True),
-    Param("threshold", 0.5, "decision threshold in the compute_rewards diagnostic answer",
-          in_range(0.0, 1.0)),
+    Param(
+        "ping_prefix",
+        "interface_check/ping",
+        "topics the node listens on: <prefix>/<type>",
+        topic_name,
+        read_only=True,
+    ),
+    Param(
+        "pong_prefix",
+        "interface_check/pong",
+        "topics the node echoes to: <prefix>/<type>",
+        topic_name,
+        read_only=True,
+    ),
+    Param("qos_depth", 10, "history depth of the reliable echo topics", in_range(1, 1000), read_only=True),
+    Param(
+        "threshold", 0.5, "decision threshold in the compute_rewards diagnostic answer", in_range(0.0, 1.0)
+    ),
 )
 
 

@@ -98,8 +98,7 @@ def declare_parameters(node: Any, params: Sequence[Param]) -> dict[str, Any]:
         reason = by_name[name].validate(value)
         if reason:
             raise ParameterError(
-                f"{node.get_name()}: parameter {name}={value!r} {reason}. "
-                f"({by_name[name].description})"
+                f"{node.get_name()}: parameter {name}={value!r} {reason}. ({by_name[name].description})"
             )
 
     def on_set(changes: Iterable[Any]) -> Any:

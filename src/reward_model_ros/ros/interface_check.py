@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
@@ -39,14 +39,21 @@ class CheckResult:
     """what went wrong, or a summary of what came back"""
 
 
-def _spin_until(node: Node, done, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not done():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        rclpy.spin_once(node, timeout_sec=min(0.05, remaining))
-    return True
+def spin_until(node: Node, done, timeout: float) -> bool:
+    """Spin `node` (in its own context) until `done()`; False when `timeout` s passed first."""
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        deadline = time.monotonic() + timeout
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            executor.spin_once(timeout_sec=min(0.05, remaining))
+        return True
+    finally:
+        executor.remove_node(node)
+        executor.shutdown()
 
 
 def as_transported(msg):
@@ -60,36 +67,37 @@ def _diff_fields(sent, got) -> str:
     return "fields differ: " + ", ".join(names) if names else ""
 
 
-def check_messages(node: Node, ping: str, pong: str, timeout: float) -> list[CheckResult]:
+def _check_message(node: Node, suffix: str, sample, ping: str, pong: str, timeout: float) -> CheckResult:
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-    results = []
-    for suffix, sample in sample_messages().items():
-        msg_type = MESSAGE_TYPES[suffix]
-        name = f"reward_msgs/msg/{msg_type.__name__}"
-        received: list = []
-        sub = node.create_subscription(msg_type, f"{pong}/{suffix}", received.append, qos)
-        pub = node.create_publisher(msg_type, f"{ping}/{suffix}", qos)
-        try:
-            matched = _spin_until(
-                node,
-                lambda: pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0,
-                timeout,
-            )
-            if not matched:
-                results.append(CheckResult(name, False, timeout, "no echo node matched within the timeout"))
-                continue
-            start = time.monotonic()
-            pub.publish(sample)
-            if not _spin_until(node, lambda: bool(received), timeout):
-                results.append(CheckResult(name, False, timeout, "sent, but no echo came back"))
-                continue
-            seconds = time.monotonic() - start
-            diff = _diff_fields(sample, received[0])
-            results.append(CheckResult(name, not diff, seconds, diff or f"{len(sample.get_fields_and_field_types())} fields equal"))
-        finally:
-            node.destroy_publisher(pub)
-            node.destroy_subscription(sub)
-    return results
+    msg_type = MESSAGE_TYPES[suffix]
+    name = f"reward_msgs/msg/{msg_type.__name__}"
+    received: list = []
+    sub = node.create_subscription(msg_type, f"{pong}/{suffix}", received.append, qos)
+    pub = node.create_publisher(msg_type, f"{ping}/{suffix}", qos)
+    try:
+        matched = spin_until(
+            node, lambda: pub.get_subscription_count() > 0 and sub.get_publisher_count() > 0, timeout
+        )
+        if not matched:
+            return CheckResult(name, False, timeout, "no echo node matched within the timeout")
+        start = time.monotonic()
+        pub.publish(sample)
+        if not spin_until(node, lambda: bool(received), timeout):
+            return CheckResult(name, False, timeout, "sent, but no echo came back")
+        seconds = time.monotonic() - start
+        diff = _diff_fields(sample, received[0])
+        n_fields = len(sample.get_fields_and_field_types())
+        return CheckResult(name, not diff, seconds, diff or f"{n_fields} fields equal")
+    finally:
+        node.destroy_publisher(pub)
+        node.destroy_subscription(sub)
+
+
+def check_messages(node: Node, ping: str, pong: str, timeout: float) -> list[CheckResult]:
+    return [
+        _check_message(node, suffix, sample, ping, pong, timeout)
+        for suffix, sample in sample_messages().items()
+    ]
 
 
 def _call(node: Node, srv_type, service: str, request, timeout: float):
@@ -99,7 +107,7 @@ def _call(node: Node, srv_type, service: str, request, timeout: float):
             return None, timeout, f"service {service} not available within {timeout:.0f} s"
         start = time.monotonic()
         future = client.call_async(request)
-        if not _spin_until(node, future.done, timeout):
+        if not spin_until(node, future.done, timeout):
             return None, timeout, "called, but no answer came back"
         return future.result(), time.monotonic() - start, ""
     finally:

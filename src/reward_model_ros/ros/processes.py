@@ -23,15 +23,21 @@ log = logging.getLogger(__name__)
 
 
 def find_executable(name: str) -> str:
-    """Path of a node executable: the venv's bin/ first, then lib/<pkg> of a colcon install.
+    """Path of a node executable: in the venv's bin/, or in lib/<pkg> of a colcon install
+    (the install's first when this module was imported from it).
 
     :raises FileNotFoundError: naming where it looked.
     """
-    candidates = [Path(sys.executable).parent / name]
+    venv_bin = Path(sys.executable).parent / name
+    candidates = [venv_bin]
     try:
         from ament_index_python.packages import get_package_prefix
 
-        candidates.append(Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / name)
+        prefix = Path(get_package_prefix(PACKAGE))
+        installed = prefix / "lib" / PACKAGE / name
+        # imported from a colcon install: that install's executables come first
+        here_installed = prefix in Path(__file__).resolve().parents
+        candidates = [installed, venv_bin] if here_installed else [venv_bin, installed]
     except Exception:  # not on a sourced ROS install
         pass
     for path in candidates:
@@ -88,6 +94,7 @@ class NodeProcess:
         self.executable = executable
         self.log_path = Path(log_path) if log_path else None
         cmd = [find_executable(executable), *args]
+        self.command = cmd
         self._log_file = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.popen = subprocess.Popen(
             cmd,

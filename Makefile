@@ -1,0 +1,34 @@
+# The two commands of the README, and what they stand on. Every target re-uses what is
+# already built: `make setup` skips each step whose inputs did not change.
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: all setup demo test lint format constraints clean
+all: test
+
+setup:
+	@bash scripts/setup.sh
+
+## demo: set up what is missing, then run the main job on the embedded default
+demo: setup
+	@$(BIN)/reward-model demo
+
+## test: set up what is missing, then lint and run the whole test suite
+test: setup lint
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint:
+	@echo "[test] ruff check + ruff format --check"
+	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format:
+	@$(BIN)/ruff check --fix . && $(BIN)/ruff format .
+
+## constraints: re-pin the whole venv after a change to requirements.txt
+constraints:
+	@{ head -n 3 constraints.txt; $(BIN)/pip freeze --exclude-editable | sort; } > constraints.txt.new \
+	  && mv constraints.txt.new constraints.txt && echo "constraints.txt updated"
+
+clean:
+	rm -rf build install log

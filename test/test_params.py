@@ -1,0 +1,36 @@
+"""The parameter table helpers (no ROS needed for the checks themselves)."""
+
+from __future__ import annotations
+
+from reward_model_ros.nodes.params import (
+    Param,
+    all_of,
+    in_range,
+    non_empty,
+    non_negative,
+    one_of,
+    parameter_names,
+    positive,
+    topic_name,
+)
+
+
+def test_checks_accept_and_refuse():
+    assert in_range(0, 1)(0.5) is None and in_range(0, 1)(1.5) == "must be in [0, 1]"
+    assert positive(1) is None and positive(0) == "must be > 0"
+    assert non_negative(0) is None and non_negative(-1)
+    assert one_of("mean", "min")("min") is None
+    assert one_of("mean", "min")("avg") == "must be one of 'mean', 'min'"
+    assert non_empty(["a"]) is None and non_empty([])
+    assert topic_name("camera/image_raw") is None
+    for bad in ("", "a b", "a//b", "a/"):
+        assert topic_name(bad)
+    both = all_of(positive, in_range(0, 10))
+    assert both(5) is None and both(0) == "must be > 0" and both(11) == "must be in [0, 10]"
+
+
+def test_param_validate_and_names():
+    p = Param("rate", 30.0, "frames per second", positive)
+    assert p.validate(10.0) is None and p.validate(-1.0) == "must be > 0"
+    assert Param("free", "x", "no check").validate("anything") is None
+    assert parameter_names([p]) == {"rate", "use_sim_time"}

@@ -1,0 +1,104 @@
+"""Set-up pieces: the wheels' CMake path fix, and colcon finding both packages."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import fix_wheel_cmake_paths  # noqa: E402
+
+
+def test_fix_rewrites_builder_paths_once(tmp_path):
+    cmake = tmp_path / "share" / "std_msgs" / "cmake"
+    cmake.mkdir(parents=True)
+    f = cmake / "export_std_msgs__rosidl_generator_pyExport.cmake"
+    f.write_text(
+        'INTERFACE_INCLUDE_DIRECTORIES "/opt/python/cp311-cp311/include/python3.11;'
+        '/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include"\n'
+    )
+    assert fix_wheel_cmake_paths.fix(tmp_path) == 1
+    text = f.read_text()
+    assert "/opt/python" not in text
+    assert sysconfig.get_paths()["include"] in text and numpy.get_include() in text
+    assert fix_wheel_cmake_paths.fix(tmp_path) == 0
+
+
+def test_venv_exports_point_at_this_python():
+    prefix = Path(sys.prefix)
+    exports = list(prefix.glob("share/*/cmake/*__rosidl_generator_pyExport.cmake"))
+    assert exports, "no ROS wheel CMake exports in the venv: run make setup"
+    assert not [e for e in exports if "/opt/python/" in e.read_text()]
+
+
+def _copy_checkout(dest: Path) -> None:
+    """Copy what a clone would hold (tracked and new, not ignored files) to dest."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.split(b"\0")
+    for rel in filter(None, files):
+        src = ROOT / rel.decode()
+        if src.is_file():
+            (dest / rel.decode()).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel.decode())
+
+
+def test_colcon_workspace_build_as_in_the_readme(tmp_path):
+    """README, "On a real ROS 2 install": clone into a workspace, colcon build with both base
+    paths, source install/setup.bash; the installed package (not this checkout) then imports,
+    finds its share directory and runs its nodes."""
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "colcon").exists():
+        pytest.skip("colcon is not installed")
+    ws = tmp_path / "ws"
+    _copy_checkout(ws / "src" / "reward_model_ros")
+    env = dict(
+        os.environ,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        AMENT_PREFIX_PATH=sys.prefix,
+        CMAKE_PREFIX_PATH=sys.prefix,
+    )
+    build = subprocess.run(
+        [
+            "colcon",
+            "build",
+            "--base-paths",
+            "src/reward_model_ros",
+            "src/reward_model_ros/src/reward_msgs",
+            "--cmake-args",
+            "-DBUILD_TESTING=OFF",
+        ],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    for pkg in ("reward_model_ros", "reward_msgs"):
+        assert (ws / "install" / pkg / "share" / pkg / "package.xml").is_file(), build.stdout[-2000:]
+    probe = (
+        "import reward_model_ros, reward_msgs.msg; from reward_model_ros.paths import share_dir; "
+        "print(reward_model_ros.__file__); print(reward_msgs.msg.__file__); print(share_dir())"
+    )
+    script = f"source install/setup.bash && python -c '{probe}' && reward-model check-interfaces --timeout 20"
+    run = subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    module, msgs, share = run.stdout.splitlines()[:3]
+    assert module.startswith(str(ws / "install" / "reward_model_ros"))
+    assert msgs.startswith(str(ws / "install" / "reward_msgs"))
+    assert share == str(ws / "install" / "reward_model_ros" / "share" / "reward_model_ros")
+    assert str(ws / "install" / "reward_model_ros" / "lib" / "reward_model_ros") in run.stdout
+    assert "6/6 interfaces came back unchanged" in run.stdout
