@@ -45,6 +45,7 @@ def sample_messages() -> dict[str, object]:
             camera_probabilities=[0.9, 0.85],
             inference_latency=0.0125,
             total_latency=0.021,
+            terminal=True,
             sequence=42,
         ),
         "episode_event": EpisodeEvent(

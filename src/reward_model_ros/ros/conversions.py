@@ -1,0 +1,91 @@
+"""Conversions between ROS messages and the core's types: pure functions, one place.
+
+Each has a round-trip test (test/test_conversions.py). Bad images raise the core's
+`ImageEncodingError`, which names what arrived and what is accepted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from reward_model_ros.core.calibration import CameraCalibration
+from reward_model_ros.core.images import ENCODINGS, ImageEncodingError, decode
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """An (H, W, 3) RGB uint8 array from a sensor_msgs/Image (no copy for plain rgb8).
+
+    :raises ImageEncodingError: unknown/16-bit encoding, big-endian data, bad data length.
+    """
+    if msg.is_bigendian and msg.encoding not in ENCODINGS:
+        raise ImageEncodingError(f"big-endian {msg.encoding!r} frames are not accepted")
+    return decode(msg.data, msg.height, msg.width, msg.encoding, msg.step)
+
+
+def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """A sensor_msgs/Image holding `pixels` (H, W[, C]) uint8 in `encoding`.
+
+    Uses `tobytes()`: assigning the ndarray itself to `msg.data` is ~1000x slower.
+    """
+    if pixels.dtype != np.uint8:
+        raise ImageEncodingError(f"pixels must be uint8, got {pixels.dtype}")
+    channels = ENCODINGS.get(encoding, (None,))[0]
+    if channels is None:
+        raise ImageEncodingError(f"unknown encoding {encoding!r}; accepted: {', '.join(sorted(ENCODINGS))}")
+    if pixels.ndim == 2:
+        pixels = pixels[:, :, None]
+    if pixels.shape[2] != channels:
+        raise ImageEncodingError(f"{encoding} needs {channels} channels, array has {pixels.shape[2]}")
+    height, width = pixels.shape[:2]
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=0, step=width * channels)
+    msg.data = np.ascontiguousarray(pixels).tobytes()
+    if header is not None:
+        msg.header = header
+    return msg
+
+
+def stamp_to_seconds(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def seconds_to_stamp(seconds: float) -> Time:
+    sec = int(seconds // 1)
+    nanosec = round((seconds - sec) * 1e9)
+    if nanosec >= 1_000_000_000:
+        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    return Time(sec=sec, nanosec=nanosec)
+
+
+def stamp_to_nanoseconds(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def calibration_to_camera_info(cal: CameraCalibration, header: Header | None = None) -> CameraInfo:
+    info = CameraInfo(
+        width=cal.width,
+        height=cal.height,
+        distortion_model=cal.distortion_model,
+        d=list(cal.d),
+        k=list(cal.k),
+        r=list(cal.r),
+        p=list(cal.p),
+    )
+    if header is not None:
+        info.header = header
+    return info
+
+
+def camera_info_to_calibration(info: CameraInfo, camera_name: str = "") -> CameraCalibration:
+    return CameraCalibration(
+        width=info.width,
+        height=info.height,
+        camera_name=camera_name,
+        distortion_model=info.distortion_model,
+        k=[float(v) for v in info.k],
+        d=[float(v) for v in info.d],
+        r=[float(v) for v in info.r],
+        p=[float(v) for v in info.p],
+    )
