@@ -78,6 +78,19 @@ def test_demo_command_prints_the_round_trip():
     assert "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in out.stdout
 
 
+def test_check_without_echo_node_fails_fast_and_says_why(ros_domain):
+    exe = os.path.join(os.path.dirname(sys.executable), "reward-model")
+    out = subprocess.run(
+        [exe, "check-interfaces", "--no-spawn-echo", "--timeout", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
+    )
+    assert out.returncode == 1
+    assert "no node /interface_echo in this ROS domain after 2 s" in out.stdout, out.stdout + out.stderr
+
+
 def test_bad_parameter_at_start_is_refused_with_the_reason(start_node):
     echo = start_node("interface_echo_node", params={"qos_depth": 0})
     assert echo.popen.wait(timeout=30) == 2

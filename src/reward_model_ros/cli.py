@@ -104,10 +104,19 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("--timeout", type=float, default=20.0, help="seconds to wait per interface")
 
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        return check_interfaces(True, "interface_echo", args.timeout)
-    if args.command == "check-interfaces":
-        return check_interfaces(args.spawn_echo, args.echo_node, args.timeout)
+    try:
+        if args.command == "demo":
+            return check_interfaces(True, "interface_echo", args.timeout)
+        if args.command == "check-interfaces":
+            return check_interfaces(args.spawn_echo, args.echo_node, args.timeout)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if type(exc).__name__ == "ExternalShutdownException":  # rclpy shut down by a signal
+            print("interrupted", file=sys.stderr)
+            return 130
+        raise
     parser.error(f"unknown command {args.command}")
     return 2
 

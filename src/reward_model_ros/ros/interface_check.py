@@ -140,6 +140,10 @@ def check_services(node: Node, echo_node: str, timeout: float) -> list[CheckResu
     return results
 
 
+def _has_node(node: Node, name: str) -> bool:
+    return any(n == name for n, _ in node.get_node_names_and_namespaces())
+
+
 def run_interface_check(
     node: Node,
     echo_node: str = "interface_echo",
@@ -147,5 +151,21 @@ def run_interface_check(
     pong: str = "interface_check/pong",
     timeout: float = 20.0,
 ) -> list[CheckResult]:
-    """Round-trip every reward_msgs message and service through the echo node."""
+    """Round-trip every reward_msgs message and service through the echo node.
+
+    Fails fast, with one result, when the echo node does not appear within `timeout`.
+    """
+    start = time.monotonic()
+    if not spin_until(node, lambda: _has_node(node, echo_node), timeout):
+        seen = sorted(n for n, _ in node.get_node_names_and_namespaces() if n != node.get_name())
+        return [
+            CheckResult(
+                f"/{echo_node}",
+                False,
+                time.monotonic() - start,
+                f"no node /{echo_node} in this ROS domain after {timeout:.0f} s "
+                f"(nodes seen: {', '.join(seen) or 'none'}); start interface_echo_node "
+                "in the same ROS_DOMAIN_ID, with matching discovery settings",
+            )
+        ]
     return check_messages(node, ping, pong, timeout) + check_services(node, echo_node, timeout)
