@@ -1,0 +1,172 @@
+"""Checkpoints: a directory with model.safetensors and config.json. Never pickle.
+
+config.json:
+    {"format_version": 1, "model": {ModelConfig}, "threshold": 0.5,
+     "training": {...free-form metadata: data, epochs, metrics...}}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reward_model_ros.core.config import ConfigError, ModelConfig
+from reward_model_ros.core.model import ResNetRewardModel
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+# keys that change the network or its input: a contradicting override is an error
+STRUCTURAL_KEYS = ("arch", "hidden_dim", "image_size", "normalize")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message names the file or field and what to do."""
+
+
+@dataclass
+class Checkpoint:
+    model: ResNetRewardModel
+    config: ModelConfig
+    threshold: float
+    """the recommended decision threshold (chosen on validation data)"""
+    model_id: str
+    """"<directory name>@<first 12 hex digits of sha256(model.safetensors)>\""""
+    training: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def save_checkpoint(
+    directory: str | Path, model: ResNetRewardModel, threshold: float, training: dict[str, Any] | None = None
+) -> Path:
+    """Write model.safetensors + config.json into `directory` (created). Returns it."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = directory / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"format_version": str(FORMAT_VERSION)})
+    tmp.replace(directory / WEIGHTS)  # atomic: a crash never leaves a half-written file
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": model.cfg.to_dict(),
+        "threshold": float(threshold),
+        "training": training or {},
+    }
+    (directory / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return directory
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    path = directory / CONFIG
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: a checkpoint directory holds {WEIGHTS} and {CONFIG}")
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}): the checkpoint is corrupt") from exc
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {version!r} is not supported (this version reads {FORMAT_VERSION}); "
+            "re-save the checkpoint with a matching reward_model_ros"
+        )
+    for key in ("model", "threshold"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: field {key!r} is missing")
+    threshold = meta["threshold"]
+    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+        raise CheckpointError(f"{path}: threshold {threshold!r} must be a number in [0, 1]")
+    return meta
+
+
+def check_overrides(saved: ModelConfig, overrides: dict[str, Any], source: str) -> None:
+    """Raise CheckpointError when an explicitly set value contradicts the checkpoint."""
+    for key in STRUCTURAL_KEYS:
+        if key not in overrides or overrides[key] is None:
+            continue
+        want, have = overrides[key], getattr(saved, key)
+        if (list(want) if key == "image_size" else want) != (list(have) if key == "image_size" else have):
+            raise CheckpointError(
+                f"model.{key} is {want!r} but the checkpoint {source} was trained with {key}={have!r}; "
+                f"remove the model.{key} setting (the checkpoint's value is used) or load a checkpoint "
+                f"trained with {key}={want!r}"
+            )
+
+
+def load_checkpoint(
+    directory: str | Path, overrides: dict[str, Any] | None = None, device: str | torch.device = "cpu"
+) -> Checkpoint:
+    """Load a checkpoint strictly.
+
+    `overrides`: model settings given by the user (node parameters, CLI). Structural ones
+    (arch, hidden_dim, image_size, normalize) must agree with the checkpoint; runtime ones
+    (precision, crop_boxes, resize_mode) replace the saved values.
+
+    :raises CheckpointError: missing or corrupt files, unsupported version, contradicting
+        overrides, weights that do not fit the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(
+            f"checkpoint directory {directory} does not exist; train one with `reward-model train` "
+            "or point model.checkpoint_path at a directory holding model.safetensors and config.json"
+        )
+    meta = _read_config(directory)
+    try:
+        saved = ModelConfig.from_dict(meta["model"])
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"{directory / CONFIG}: invalid model section: {exc}") from exc
+    overrides = dict(overrides or {})
+    check_overrides(saved, overrides, str(directory))
+    runtime = {k: v for k, v in overrides.items() if k not in STRUCTURAL_KEYS and v is not None}
+    cfg = ModelConfig.from_dict({**saved.to_dict(), **runtime, "pretrained": False, "pretrained_path": ""})
+
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing: the checkpoint has a config but no weights")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(
+            f"{weights} is corrupt or not a safetensors file ({exc}); re-export the checkpoint"
+        ) from exc
+    model = ResNetRewardModel(cfg)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{weights} does not fit a {cfg.arch} with hidden_dim={cfg.hidden_dim} as config.json says: "
+            f"{str(exc).splitlines()[0]} ... (config.json and weights come from different models?)"
+        ) from exc
+    model.to(device).eval()
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    return Checkpoint(
+        model,
+        cfg,
+        float(meta["threshold"]),
+        f"{directory.name}@{digest}",
+        meta.get("training", {}),
+        directory,
+    )
+
+
+def untrained(
+    cfg: ModelConfig, threshold: float, seed: int = 0, device: str | torch.device = "cpu"
+) -> Checkpoint:
+    """A freshly initialised model (for demos and benchmarks): its outputs mean nothing."""
+    torch.manual_seed(seed)
+    model = ResNetRewardModel(cfg).to(device).eval()
+    return Checkpoint(model, cfg, threshold, f"untrained@{seed}")

@@ -1,0 +1,84 @@
+"""The classifier's configuration: what a checkpoint's config.json holds about the model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50")
+PRECISIONS = ("fp32", "bf16", "fp16")
+RESIZE_MODES = ("center_crop", "stretch")
+
+
+class ConfigError(ValueError):
+    """A configuration value the model cannot work with; names the key, value and rule."""
+
+
+@dataclass
+class ModelConfig:
+    """The success classifier (the `model.*` keys)."""
+
+    arch: str = "resnet18"
+    """backbone: resnet10 (light), resnet18, resnet34 or resnet50"""
+    hidden_dim: int = 256
+    """width of the head's hidden layer: Linear(features, hidden_dim) -> ReLU -> Dropout -> Linear(1)"""
+    dropout: float = 0.1
+    """dropout probability in the head"""
+    image_size: list[int] = field(default_factory=lambda: [3, 128, 128])
+    """model input as [channels, height, width]; channels must be 3"""
+    normalize: bool = True
+    """apply ImageNet mean/std normalisation inside the model"""
+    precision: str = "fp32"
+    """inference/training precision: fp32, bf16 (autocast) or fp16 (autocast)"""
+    pretrained: bool = False
+    """start from torchvision's ImageNet weights (downloads them: needs internet once)"""
+    pretrained_path: str = ""
+    """start from ImageNet backbone weights in a local .safetensors file instead"""
+    freeze_backbone: bool = False
+    """train only the head: backbone parameters get requires_grad=False and BatchNorm stays in eval"""
+    resize_mode: str = "center_crop"
+    """how a (cropped) frame becomes image_size: center_crop keeps the aspect ratio, stretch does not"""
+    crop_boxes: dict[str, list[int]] = field(default_factory=dict)
+    """per camera name: [x0, y0, x1, y1] pixel box cut from the frame before resizing"""
+    camera_names: list[str] = field(default_factory=list)
+    """cameras the model was trained on, in order (informative; the node fuses per camera)"""
+
+    def validate(self) -> ModelConfig:
+        """Raise ConfigError naming the first bad key; return self."""
+
+        def bad(key: str, rule: str) -> ConfigError:
+            return ConfigError(f"model.{key}={getattr(self, key)!r}: {rule}")
+
+        if self.arch not in ARCHS:
+            raise bad("arch", f"must be one of {', '.join(ARCHS)}")
+        if self.hidden_dim < 1:
+            raise bad("hidden_dim", "must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", "must be in [0, 1)")
+        size = list(self.image_size)
+        if len(size) != 3 or size[0] != 3 or min(size[1:]) < 32:
+            raise bad("image_size", "must be [3, height, width] with height and width >= 32")
+        if self.precision not in PRECISIONS:
+            raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.resize_mode not in RESIZE_MODES:
+            raise bad("resize_mode", f"must be one of {', '.join(RESIZE_MODES)}")
+        for cam, box in self.crop_boxes.items():
+            if len(box) != 4 or box[0] < 0 or box[1] < 0 or box[2] <= box[0] or box[3] <= box[1]:
+                raise ConfigError(
+                    f"model.crop_boxes[{cam!r}]={box!r}: must be [x0, y0, x1, y1] "
+                    "with x1 > x0 >= 0, y1 > y0 >= 0"
+                )
+        if self.pretrained and self.pretrained_path:
+            raise ConfigError("model.pretrained and model.pretrained_path are both set: choose one")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown model keys {unknown}; known: {sorted(known)}")
+        return cls(**data).validate()

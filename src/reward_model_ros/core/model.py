@@ -1,0 +1,156 @@
+"""ResNetRewardModel: a ResNet backbone and a small head that outputs one success logit."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torchvision.models import resnet
+
+from reward_model_ros.core.config import ConfigError, ModelConfig
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_BACKBONES = {
+    # name: (block, layers, feature width, torchvision weights enum or None)
+    "resnet10": (resnet.BasicBlock, [1, 1, 1, 1], 512, None),
+    "resnet18": (resnet.BasicBlock, [2, 2, 2, 2], 512, resnet.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (resnet.BasicBlock, [3, 4, 6, 3], 512, resnet.ResNet34_Weights.IMAGENET1K_V1),
+    "resnet50": (resnet.Bottleneck, [3, 4, 6, 3], 2048, resnet.ResNet50_Weights.IMAGENET1K_V2),
+}
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class RewardPrediction:
+    """What the classifier says about a batch of frames."""
+
+    probabilities: np.ndarray
+    """success probability per frame, float32 in [0, 1], shape (N,)"""
+    logits: np.ndarray
+    """the raw logits, float32, shape (N,)"""
+
+
+def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, int]:
+    """The ResNet trunk without its classifier (fc = Identity) and its feature width."""
+    block, layers, width, weights = _BACKBONES[cfg.arch]
+    net = resnet.ResNet(block, layers)
+    if cfg.pretrained:
+        if weights is None:
+            raise ConfigError(f"model.pretrained: torchvision has no ImageNet weights for {cfg.arch}")
+        # Downloads on first use (needs internet); cached by torch.hub afterwards.
+        net.load_state_dict(weights.get_state_dict(progress=False))
+    elif cfg.pretrained_path:
+        _load_backbone_file(net, Path(cfg.pretrained_path))
+    net.fc = nn.Identity()
+    return net, width
+
+
+def _load_backbone_file(net: nn.Module, path: Path) -> None:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if path.suffix != ".safetensors":
+        raise ConfigError(
+            f"model.pretrained_path={str(path)!r}: only .safetensors files are loaded (pickled "
+            ".pth files are never unpickled). Convert a torchvision file you trust once with: "
+            'python -c "import torch, safetensors.torch as s; '
+            "s.save_file(torch.load('in.pth', weights_only=True), 'out.safetensors')\""
+        )
+    if not path.is_file():
+        raise ConfigError(f"model.pretrained_path={str(path)!r}: file does not exist")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise ConfigError(
+            f"model.pretrained_path={str(path)!r}: not a readable safetensors file ({exc})"
+        ) from exc
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        missing, unexpected = [str(exc).splitlines()[1].strip()], []
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise ConfigError(
+            f"model.pretrained_path={str(path)!r} does not fit this backbone "
+            f"(missing or mismatched: {missing[:3]}, unexpected: {unexpected[:3]}): "
+            "is it a torchvision ResNet of the depth model.arch names?"
+        )
+
+
+class ResNetRewardModel(nn.Module):
+    """Success classifier: images (N, 3, H, W) -> success logits (N,).
+
+    Accepts uint8 images (0..255) or float images in [0, 1]; ImageNet normalisation happens
+    inside when `normalize` is true, so the node and training feed the same raw pixels.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.backbone, width = build_backbone(cfg)
+        self.head = nn.Sequential(
+            nn.Linear(width, cfg.hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(cfg.dropout),
+            nn.Linear(cfg.hidden_dim, 1),
+        )
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if cfg.freeze_backbone:
+            self.backbone.requires_grad_(False)
+        self.to(memory_format=torch.channels_last)
+
+    def train(self, mode: bool = True) -> ResNetRewardModel:
+        super().train(mode)
+        if self.cfg.freeze_backbone:
+            self.backbone.eval()  # frozen BatchNorm statistics stay as loaded
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+        if self.cfg.normalize:
+            x = (x - self.mean) / self.std
+        x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            features = self.backbone(x)
+            logits = self.head(features)
+        return logits.float().squeeze(1)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast for bf16/fp16 precision on the model's device; a no-op for fp32."""
+        dtype = _DTYPES.get(self.cfg.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor | np.ndarray) -> RewardPrediction:
+        """Success probabilities for a batch, in eval mode, without gradients."""
+        was_training = self.training
+        self.eval()
+        try:
+            batch = torch.as_tensor(images).to(self.device, non_blocking=True)
+            logits = self(batch)
+        finally:
+            self.train(was_training)
+        probs = torch.sigmoid(logits)
+        return RewardPrediction(
+            probs.cpu().numpy().astype(np.float32), logits.cpu().numpy().astype(np.float32)
+        )
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]

@@ -1,0 +1,62 @@
+"""From a camera frame (any size, RGB) to the model's input (3 x H x W uint8)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from reward_model_ros.core.config import ConfigError, ModelConfig
+
+
+class Preprocessor:
+    """Crop (per camera, optional) -> resize (center_crop or stretch) -> CHW uint8.
+
+    The output stays uint8: the model converts to float and normalises, so the bytes that
+    cross to the GPU (or are saved as debug images) are the small ones.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        _, self.height, self.width = (int(v) for v in cfg.image_size)
+        self.mode = cfg.resize_mode
+        self.crop_boxes = {k: tuple(int(v) for v in box) for k, box in cfg.crop_boxes.items()}
+
+    def crop(self, rgb: np.ndarray, camera: str | None = None) -> np.ndarray:
+        box = self.crop_boxes.get(camera) if camera else None
+        if box is None:
+            return rgb
+        x0, y0, x1, y1 = box
+        h, w = rgb.shape[:2]
+        if x1 > w or y1 > h:
+            raise ConfigError(
+                f"crop box {list(box)} of camera {camera!r} reaches outside its {w}x{h} frame: "
+                "fix model.crop_boxes (pixels [x0, y0, x1, y1])"
+            )
+        return rgb[y0:y1, x0:x1]
+
+    def resize(self, rgb: np.ndarray) -> np.ndarray:
+        """(h, w, 3) -> (height, width, 3)."""
+        h, w = rgb.shape[:2]
+        if (h, w) == (self.height, self.width):
+            return rgb
+        if self.mode == "stretch":
+            return _resize(rgb, self.width, self.height)
+        scale = max(self.width / w, self.height / h)
+        new_w, new_h = max(self.width, round(w * scale)), max(self.height, round(h * scale))
+        resized = _resize(rgb, new_w, new_h)
+        top, left = (new_h - self.height) // 2, (new_w - self.width) // 2
+        return resized[top : top + self.height, left : left + self.width]
+
+    def __call__(self, rgb: np.ndarray, camera: str | None = None) -> np.ndarray:
+        """The model input for one RGB frame: (3, height, width) uint8, C-contiguous."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {rgb.shape} {rgb.dtype}")
+        return np.ascontiguousarray(self.resize(self.crop(rgb, camera)).transpose(2, 0, 1))
+
+    def batch(self, frames: list[np.ndarray], cameras: list[str | None] | None = None) -> np.ndarray:
+        cameras = cameras or [None] * len(frames)
+        return np.stack([self(f, c) for f, c in zip(frames, cameras, strict=True)])
+
+
+def _resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    shrinking = width * height < rgb.shape[0] * rgb.shape[1]
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
