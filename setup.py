@@ -9,6 +9,8 @@ PACKAGE = "reward_model_ros"
 # Node executables: `ros2 run reward_model_ros <name>` and the names launch files use.
 NODES = {
     "interface_echo_node": "reward_model_ros.nodes.interface_echo:main",
+    "reward_node": "reward_model_ros.nodes.reward:main",
+    "camera_node": "reward_model_ros.nodes.camera:main",
 }
 
 setup(
@@ -27,7 +29,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml") + glob("config/*.rviz")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

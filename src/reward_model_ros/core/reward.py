@@ -104,18 +104,28 @@ class RewardMapper:
     def __init__(self, cfg: RewardConfig) -> None:
         self.cfg = cfg.validate()
         self.debouncer = Debouncer(cfg.debounce_frames)
+        self.last_success = False
+        """the decision for the latest frame (used for the terminal reward)"""
 
     def step(
         self, probability: float, env_reward: float | None = None, last_step: bool = False
     ) -> tuple[bool, float]:
         """(success decision, reward) for the next frame of the episode."""
         success = self.debouncer.update(decide(probability, self.cfg.reward_threshold))
+        self.last_success = success
         reward = combine(step_reward(success, last_step, self.cfg), env_reward, self.cfg)
         return success, reward
+
+    def terminal(self, env_reward: float | None = None) -> tuple[bool, float]:
+        """(decision, reward) for the episode's end, from the latest frame's decision."""
+        return self.last_success, combine(
+            step_reward(self.last_success, True, self.cfg), env_reward, self.cfg
+        )
 
     def reset(self) -> None:
         """Call at the start of every episode."""
         self.debouncer.reset()
+        self.last_success = False
 
 
 def fuse(probabilities: list[float], how: str) -> float:

@@ -32,6 +32,8 @@ class Param:
     """validation; None accepts every value of the right type"""
     read_only: bool = False
     """true for parameters that only take effect at start-up"""
+    array_type: str = ""
+    """for an empty-list default, the element type: string, integer, double or bool"""
 
     def validate(self, value: Any) -> str | None:
         if self.check is None:
@@ -56,6 +58,10 @@ def one_of(*allowed: Any) -> Check:
     return lambda v: None if v in allowed else f"must be one of {', '.join(map(repr, allowed))}"
 
 
+def at_least(lo: float) -> Check:
+    return lambda v: None if v >= lo else f"must be >= {lo}"
+
+
 def non_empty(v: Any) -> str | None:
     return None if len(v) > 0 else "must not be empty"
 
@@ -78,8 +84,14 @@ def all_of(*checks: Check) -> Check:
 
 
 # --- rclpy glue ----------------------------------------------------------------------------
-def declare_parameters(node: Any, params: Sequence[Param]) -> dict[str, Any]:
+def declare_parameters(
+    node: Any, params: Sequence[Param], on_change: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
     """Declare `params` on an rclpy node and return their validated values by name.
+
+    `on_change(values)` is called with the accepted new values after a runtime change
+    passed every check (this is the node's only set-parameters callback, so nothing else
+    can still reject it).
 
     :raises ParameterError: for a start-up value that fails its check; the message names
         the node, the parameter, the value and the rule.
@@ -87,13 +99,28 @@ def declare_parameters(node: Any, params: Sequence[Param]) -> dict[str, Any]:
     from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
     by_name = {p.name: p for p in params}
+    from rclpy.exceptions import ParameterUninitializedException
+    from rclpy.parameter import Parameter
+
+    array_types = {
+        "string": Parameter.Type.STRING_ARRAY,
+        "integer": Parameter.Type.INTEGER_ARRAY,
+        "double": Parameter.Type.DOUBLE_ARRAY,
+        "bool": Parameter.Type.BOOL_ARRAY,
+    }
+    values: dict[str, Any] = {}
     for p in params:
-        node.declare_parameter(
-            p.name,
-            p.default,
-            ParameterDescriptor(description=p.description, read_only=p.read_only),
-        )
-    values = {p.name: node.get_parameter(p.name).value for p in params}
+        descriptor = ParameterDescriptor(description=p.description, read_only=p.read_only)
+        if isinstance(p.default, list) and not p.default:
+            # rclpy cannot infer an element type from []: declare the type, default to [].
+            node.declare_parameter(p.name, array_types[p.array_type], descriptor)
+            try:
+                values[p.name] = _plain(node.get_parameter(p.name).value)
+            except ParameterUninitializedException:
+                values[p.name] = []
+        else:
+            node.declare_parameter(p.name, p.default, descriptor)
+            values[p.name] = _plain(node.get_parameter(p.name).value)
     for name, value in values.items():
         reason = by_name[name].validate(value)
         if reason:
@@ -111,10 +138,19 @@ def declare_parameters(node: Any, params: Sequence[Param]) -> dict[str, Any]:
                 return SetParametersResult(
                     successful=False, reason=f"{change.name}={change.value!r} {reason}"
                 )
+        if on_change is not None:
+            on_change({c.name: c.value for c in changes if c.name in by_name})
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(on_set)
     return values
+
+
+def _plain(value: Any) -> Any:
+    """rclpy gives integer/double arrays as array.array: make them lists."""
+    import array
+
+    return list(value) if isinstance(value, (array.array, tuple)) else value
 
 
 def parameter_names(params: Sequence[Param]) -> set[str]:

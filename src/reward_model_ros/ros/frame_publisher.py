@@ -1,0 +1,116 @@
+"""A stand-alone process that publishes synthetic camera frames at a fixed rate.
+
+The independent image source of the tests and benchmarks:
+
+    python -m reward_model_ros.ros.frame_publisher --topics image_raw --rate 30 --count 90 \
+        --width 640 --height 480 [--encoding rgb8] [--best-effort] [--wait-subscribers 1]
+
+Every frame of one tick carries the same stamp on every topic (as hardware-synchronised
+cameras do). Frames differ from each other (a moving bar), so a model sees new input.
+At the end it prints one JSON line: {"stamps_ns": [...], "sent": N, "late_ticks": K}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import rclpy
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from reward_model_ros.core.images import channels_of
+
+
+def frames(width: int, height: int, channels: int, n: int = 16) -> list[bytes]:
+    """n distinct frames: a grey gradient with a bright bar at a different place in each."""
+    base = np.tile(np.linspace(0, 200, width, dtype=np.uint8), (height, 1))
+    out = []
+    for i in range(n):
+        img = base.copy()
+        x = (i * width) // n
+        img[:, x : x + max(1, width // n)] = 255
+        out.append(np.repeat(img[:, :, None], channels, axis=2).tobytes())
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--topics", nargs="+", default=["image_raw"])
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--count", type=int, default=90, help="frames per topic (0 = until --duration)")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds to publish when --count 0")
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--encoding", default="rgb8")
+    parser.add_argument("--frame-id", default="camera")
+    parser.add_argument("--best-effort", action="store_true")
+    parser.add_argument("--depth", type=int, default=5)
+    parser.add_argument(
+        "--wait-subscribers",
+        type=int,
+        default=1,
+        help="wait until each topic has this many subscribers before publishing",
+    )
+    parser.add_argument("--wait-timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+
+    rclpy.init()
+    node = rclpy.create_node("frame_publisher")
+    qos = QoSProfile(
+        depth=args.depth,
+        history=HistoryPolicy.KEEP_LAST,
+        reliability=ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE,
+    )
+    pubs = [node.create_publisher(Image, t, qos) for t in args.topics]
+    deadline = time.monotonic() + args.wait_timeout
+    while any(p.get_subscription_count() < args.wait_subscribers for p in pubs):
+        if time.monotonic() > deadline:
+            print(json.dumps({"error": "no subscriber matched", "sent": 0}), flush=True)
+            return 1
+        rclpy.spin_once(node, timeout_sec=0.05)
+    time.sleep(0.5)  # let the subscribers' other endpoints (e.g. reliable acks) settle
+
+    channels = channels_of(args.encoding)
+    payloads = frames(args.width, args.height, channels)
+    template = Image(height=args.height, width=args.width, encoding=args.encoding, step=args.width * channels)
+    period = 1.0 / args.rate
+    total = args.count if args.count > 0 else int(args.duration * args.rate)
+    stamps: list[int] = []
+    late = 0
+    start = time.monotonic()
+    for i in range(total):
+        target = start + i * period
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -period:
+            late += 1
+        now = node.get_clock().now()
+        header = Header(stamp=now.to_msg(), frame_id=args.frame_id)
+        for pub in pubs:
+            msg = Image(
+                header=header,
+                height=template.height,
+                width=template.width,
+                encoding=template.encoding,
+                step=template.step,
+            )
+            msg.data = payloads[i % len(payloads)]
+            pub.publish(msg)
+        stamps.append(now.nanoseconds)
+    time.sleep(0.5)  # give reliable deliveries time before tearing the publishers down
+    print(json.dumps({"stamps_ns": stamps, "sent": len(stamps), "late_ticks": late}), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
