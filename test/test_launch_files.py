@@ -127,3 +127,33 @@ def test_checker_resolves_launch_configuration_defaults(tmp_path):
     assert problems == [
         't.launch.py:10: executable cannot be resolved statically (<unresolved: LaunchConfiguration("exe")>)'
     ]
+
+
+def test_checker_checks_files_passed_as_arguments_to_external_nodes(tmp_path):
+    launch = """
+        from launch_ros.actions import Node
+        from launch_ros.substitutions import FindPackageShare
+        from launch.substitutions import PathJoinSubstitution
+        def generate_launch_description():
+            rviz = PathJoinSubstitution([FindPackageShare("reward_model_ros"), "config", "missing.rviz"])
+            return [Node(package="rviz2", executable="rviz2", arguments=["-d", rviz])]
+    """
+    path = _write(tmp_path, launch)
+    problems = check_launch_file(path, project_packages(tmp_path))
+    assert len(problems) == 1 and "argument config/missing.rviz does not exist" in problems[0]
+
+
+def test_rviz_config_shows_the_camera_and_the_debug_image():
+    import yaml
+
+    from reward_model_ros.nodes.reward import NODE_NAME
+
+    config = yaml.safe_load((ROOT / "config" / "realworld.rviz").read_text())
+    images = {
+        d["Topic"]["Value"]: d["Topic"]
+        for d in config["Visualization Manager"]["Displays"]
+        if d["Class"] == "rviz_default_plugins/Image"
+    }
+    assert set(images) == {"/image_raw", f"/{NODE_NAME}/debug_image"}
+    # the node publishes debug images reliable: the display must not ask for more than that
+    assert all(t["Reliability Policy"] == "Reliable" for t in images.values())

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from reward_model_ros.core.checkpoint import save_checkpoint, untrained
 from reward_model_ros.core.config import ModelConfig
 from reward_model_ros.ros.conversions import array_to_image
 
+ROOT = Path(__file__).resolve().parents[1]
 # a small, fast model: scoring must keep up with 30 Hz on 2 shared cores
 FAST = {"model.arch": "resnet10", "model.image_size": [3, 64, 64]}
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)

@@ -42,6 +42,7 @@ class NodeUse:
     name: str | Unresolved | None
     param_files: list[str | Unresolved] = field(default_factory=list)
     inline_params: dict[str, object] = field(default_factory=dict)
+    arguments: list[object] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +148,8 @@ def parse_launch_file(path: Path) -> list[NodeUse]:
             executable=ev.eval(_kwarg_node(node, "executable")),
             name=ev.eval(_kwarg_node(node, "name")),
         )
+        arguments = ev.eval(_kwarg_node(node, "arguments"))
+        use.arguments = arguments if isinstance(arguments, list) else []
         params = ev.eval(_kwarg_node(node, "parameters"))
         for entry in params if isinstance(params, list) else ([] if params is None else [params]):
             if isinstance(entry, dict):
@@ -204,6 +207,11 @@ def node_parameters(target: str) -> tuple[str | None, set[str] | None, str]:
     return getattr(module, "NODE_NAME", None), names, ""
 
 
+# Packages of a ROS 2 install that launch files may start (not part of this repository):
+# their executables and parameters are not checked here, only the files we pass them.
+EXTERNAL_PACKAGES = {"rviz2"}
+
+
 def check_launch_file(path: Path, packages: dict[str, PackageInfo]) -> list[str]:
     """Problems found in one launch file (empty when it is fine)."""
     problems: list[str] = []
@@ -212,8 +220,15 @@ def check_launch_file(path: Path, packages: dict[str, PackageInfo]) -> list[str]
 
     for use in uses:
         where = f"{path.name}:{use.line}"
+        for arg in use.arguments:
+            if isinstance(arg, str) and arg.startswith("{share:"):
+                resolved = _resolve_share_path(arg, packages)
+                if isinstance(resolved, str):
+                    problems.append(f"{where}: argument {resolved}")
         if not isinstance(use.package, str):
             problems.append(f"{where}: package cannot be resolved statically ({use.package})")
+            continue
+        if use.package in EXTERNAL_PACKAGES:
             continue
         pkg = packages.get(use.package)
         if pkg is None:
