@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import call, wait_for_service
@@ -96,6 +97,17 @@ def test_bad_parameter_at_start_is_refused_with_the_reason(start_node):
     assert echo.popen.wait(timeout=30) == 2
     out = echo.output()
     assert "qos_depth=0" in out and "must be in [1, 1000]" in out, out
+
+
+def test_integer_for_a_float_parameter_is_accepted_and_a_wrong_type_explained(ros_node, start_node):
+    ok = start_node("interface_echo_node", params={"threshold": 1})  # `-p threshold:=1` is an int
+    bad = start_node("interface_echo_node", params={"qos_depth": "deep"}, name="echo_bad")
+    assert bad.popen.wait(timeout=30) == 2
+    assert "parameter qos_depth must be a int like its default 10" in bad.output()
+    deadline = time.monotonic() + 20
+    while "echoing" not in ok.output() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ok.alive() and "echoing" in ok.output(), ok.output()
 
 
 def test_bad_parameter_change_is_refused_and_the_node_keeps_running(ros_node, start_node):

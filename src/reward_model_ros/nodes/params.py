@@ -99,7 +99,7 @@ def declare_parameters(
     from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
     by_name = {p.name: p for p in params}
-    from rclpy.exceptions import ParameterUninitializedException
+    from rclpy.exceptions import InvalidParameterTypeException, ParameterUninitializedException
     from rclpy.parameter import Parameter
 
     array_types = {
@@ -108,6 +108,7 @@ def declare_parameters(
         "double": Parameter.Type.DOUBLE_ARRAY,
         "bool": Parameter.Type.BOOL_ARRAY,
     }
+    _coerce_overrides(node, params)
     values: dict[str, Any] = {}
     for p in params:
         descriptor = ParameterDescriptor(description=p.description, read_only=p.read_only)
@@ -119,7 +120,13 @@ def declare_parameters(
             except ParameterUninitializedException:
                 values[p.name] = []
         else:
-            node.declare_parameter(p.name, p.default, descriptor)
+            try:
+                node.declare_parameter(p.name, p.default, descriptor)
+            except InvalidParameterTypeException as exc:
+                raise ParameterError(
+                    f"{node.get_name()}: parameter {p.name} must be a {type(p.default).__name__} "
+                    f"like its default {p.default!r} ({exc})"
+                ) from exc
             values[p.name] = _plain(node.get_parameter(p.name).value)
     for name, value in values.items():
         reason = by_name[name].validate(value)
@@ -144,6 +151,25 @@ def declare_parameters(
 
     node.add_on_set_parameters_callback(on_set)
     return values
+
+
+def _coerce_overrides(node: Any, params: Sequence[Param]) -> None:
+    """Give `-p` / YAML values the declared type where nothing is lost: `source:=0` arrives
+    as an integer for a string parameter, `rate:=30` as an integer for a float one, and
+    rclpy would refuse both with a traceback. (rclpy keeps these values in a private dict.)"""
+    from rclpy.parameter import Parameter
+
+    overrides = getattr(node, "_parameter_overrides", None)
+    if not isinstance(overrides, dict):
+        return
+    for spec in params:
+        given = overrides.get(spec.name)
+        if given is None or isinstance(given.value, bool):
+            continue
+        if isinstance(spec.default, str) and isinstance(given.value, int | float):
+            overrides[spec.name] = Parameter(spec.name, value=str(given.value))
+        elif isinstance(spec.default, float) and isinstance(given.value, int):
+            overrides[spec.name] = Parameter(spec.name, value=float(given.value))
 
 
 def _plain(value: Any) -> Any:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 
+import torch
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
@@ -177,6 +178,13 @@ PARAMETERS = (
         read_only=True,
     ),
     Param(
+        "model.threads",
+        0,
+        "CPU threads for inference (torch.set_num_threads); 0 = PyTorch's default",
+        at_least(0),
+        read_only=True,
+    ),
+    Param(
         "model.seed", 0, "seed of the freshly initialised model when no checkpoint is given", read_only=True
     ),
     Param(
@@ -334,6 +342,8 @@ class RewardNode(Node):
     # --- set-up -------------------------------------------------------------------------
     def _load_model(self, p: dict):
         try:
+            if p["model.threads"]:
+                torch.set_num_threads(p["model.threads"])
             overrides = _model_overrides(p, self.cameras)
             device = pick_device(p["model.device"])
             path = p["model.checkpoint_path"]

@@ -1,0 +1,167 @@
+"""End-to-end latency of reward_node: prints one JSON object per scenario.
+
+    python bench/reward_node_latency.py [--duration 60] [--cameras 1 2] [--width 640 --height 480]
+        [--rate 30] [-p model.arch:=resnet18 -p model.precision:=bf16 ...]
+
+For each camera count: a leased, loopback-only ROS domain; reward_node in its own process;
+an independent process (reward_model_ros.ros.frame_publisher) publishing rgb8 frames at
+--rate for --duration seconds; this process subscribes to `reward` and measures, per
+message, the time from the image stamp to its receipt here. Reports p50/p90/p99/max
+latency, frames sent / scored / dropped, the node's inference time, and the node's
+resident memory at the start of publishing and at the end (sampled from /proc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from reward_model_ros.dds import DomainLease, local_dds_env
+from reward_model_ros.ros.processes import NodeProcess, ros_args
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def parse_params(items: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        name, _, value = item.partition(":=")
+        try:
+            out[name] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name] = value
+    return out
+
+
+def run(cameras: int, args, node_params: dict[str, object]) -> dict:
+    import rclpy
+    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from reward_msgs.msg import RewardStamped
+
+    topics = [f"cam{i}/image_raw" for i in range(cameras)]
+    with DomainLease() as lease:
+        env = local_dds_env(lease.domain_id)
+        os.environ.update(env)
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=lease.domain_id)
+        node = rclpy.create_node("latency_probe", context=context)
+        received: list[tuple[int, float, float]] = []  # (stamp ns, receipt ns, inference s)
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+        def on_reward(msg: RewardStamped) -> None:
+            now = time.time_ns()
+            received.append(
+                (msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now, msg.inference_latency)
+            )
+
+        node.create_subscription(RewardStamped, "reward", on_reward, qos)
+        params = {"image_topics": topics, "image_qos": "reliable", **node_params}
+        reward = NodeProcess(
+            "reward_node", ros_args(params), env=env, log_path=args.log_dir / f"reward_{cameras}.log"
+        )
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(node)
+        spinning = threading.Event()
+        spinner = threading.Thread(
+            target=lambda: [executor.spin_once(0.05) for _ in iter(spinning.is_set, True)], daemon=True
+        )
+        spinner.start()
+        try:
+            deadline = time.monotonic() + 120
+            while node.count_subscribers(topics[0]) == 0:
+                if not reward.alive() or time.monotonic() > deadline:
+                    raise RuntimeError("reward_node did not start:\n" + reward.output())
+                time.sleep(0.1)
+            cmd = [
+                sys.executable,
+                "-m",
+                "reward_model_ros.ros.frame_publisher",
+                "--topics",
+                *topics,
+                "--rate",
+                str(args.rate),
+                "--count",
+                "0",
+                "--duration",
+                str(args.duration),
+                "--width",
+                str(args.width),
+                "--height",
+                str(args.height),
+            ]
+            publisher = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+            time.sleep(0.6)
+            rss_start = rss_mb(reward.pid)
+            out, _ = publisher.communicate(timeout=args.duration + 120)
+            time.sleep(1.0)
+            rss_end = rss_mb(reward.pid)
+        finally:
+            spinning.set()
+            spinner.join(timeout=2)
+            reward.stop()
+            node.destroy_node()
+            context.try_shutdown()
+    summary = json.loads(out.strip().splitlines()[-1])
+    sent = set(summary["stamps_ns"])
+    got = [r for r in received if r[0] in sent]
+    latency_ms = np.array([(r[1] - r[0]) / 1e6 for r in got])
+    inference_ms = np.array([r[2] * 1e3 for r in got])
+    pct = lambda a, q: round(float(np.percentile(a, q)), 2) if len(a) else None  # noqa: E731
+    return {
+        "cameras": cameras,
+        "width": args.width,
+        "height": args.height,
+        "rate_hz": args.rate,
+        "duration_s": args.duration,
+        "frames_sent": len(sent),
+        "rewards_received": len(got),
+        "frames_dropped": len(sent) - len(got),
+        "publisher_late_ticks": summary["late_ticks"],
+        "latency_ms": {
+            "p50": pct(latency_ms, 50),
+            "p90": pct(latency_ms, 90),
+            "p99": pct(latency_ms, 99),
+            "max": round(float(latency_ms.max()), 2) if len(latency_ms) else None,
+        },
+        "inference_ms": {"p50": pct(inference_ms, 50), "p99": pct(inference_ms, 99)},
+        "node_rss_mb": {"start": round(rss_start, 1), "end": round(rss_end, 1)},
+        "node_params": params,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--rate", type=float, default=30.0)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument(
+        "-p", dest="params", action="append", default=[], help="reward_node parameter name:=value"
+    )
+    parser.add_argument("--log-dir", type=Path, default=Path("runs/bench"))
+    args = parser.parse_args()
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    results = [run(n, args, parse_params(args.params)) for n in args.cameras]
+    for r in results:
+        print(json.dumps(r), flush=True)
+    print(json.dumps({"benchmark": "reward_node_latency", "cpus": os.cpu_count(), "results": results}))
+
+
+if __name__ == "__main__":
+    main()
