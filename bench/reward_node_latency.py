@@ -8,7 +8,7 @@ an independent process (reward_model_ros.ros.frame_publisher) publishing rgb8 fr
 --rate for --duration seconds; this process subscribes to `reward` and measures, per
 message, the time from the image stamp to its receipt here. Reports p50/p90/p99/max
 latency, frames sent / scored / dropped, the node's inference time, and the node's
-resident memory at the start of publishing and at the end (sampled from /proc).
+resident memory every 5 s while publishing (from /proc).
 """
 
 from __future__ import annotations
@@ -104,10 +104,16 @@ def run(cameras: int, args, node_params: dict[str, object]) -> dict:
             ]
             publisher = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
             time.sleep(0.6)
-            rss_start = rss_mb(reward.pid)
-            out, _ = publisher.communicate(timeout=args.duration + 120)
+            rss_series = [round(rss_mb(reward.pid), 1)]  # every 5 s while publishing
+            next_sample = time.monotonic() + 5
+            while publisher.poll() is None:
+                time.sleep(0.1)
+                if time.monotonic() >= next_sample:
+                    rss_series.append(round(rss_mb(reward.pid), 1))
+                    next_sample += 5
+            out, _ = publisher.communicate(timeout=30)
             time.sleep(1.0)
-            rss_end = rss_mb(reward.pid)
+            rss_series.append(round(rss_mb(reward.pid), 1))
         finally:
             spinning.set()
             spinner.join(timeout=2)
@@ -137,7 +143,12 @@ def run(cameras: int, args, node_params: dict[str, object]) -> dict:
             "max": round(float(latency_ms.max()), 2) if len(latency_ms) else None,
         },
         "inference_ms": {"p50": pct(inference_ms, 50), "p99": pct(inference_ms, 99)},
-        "node_rss_mb": {"start": round(rss_start, 1), "end": round(rss_end, 1)},
+        "node_rss_mb": {
+            "start": rss_series[0],
+            "after_10s": rss_series[min(2, len(rss_series) - 1)],
+            "end": rss_series[-1],
+            "every_5s": rss_series,
+        },
         "node_params": params,
     }
 

@@ -70,13 +70,22 @@ def test_round_trip_detects_a_changed_field(ros_node, start_node):
     assert _diff_fields(sent, got) == "fields differ: success"
 
 
-def test_demo_command_prints_the_round_trip():
-    """`reward-model demo` (what `make demo` runs) leases its own domain and reports 6/6."""
+def test_demo_command_runs_both_stages(tmp_path):
+    """`reward-model demo` (what `make demo` runs): interfaces, then camera_node -> reward_node."""
     exe = os.path.join(os.path.dirname(sys.executable), "reward-model")
-    out = subprocess.run([exe, "demo"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [exe, "demo", "--frames", "30", "--arch", "resnet10", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "6/6 interfaces came back unchanged" in out.stdout
     assert "ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST" in out.stdout
+    scored = [line for line in out.stdout.splitlines() if line.startswith("scored ")]
+    assert scored and "/30 frames" in scored[0] and "camera_node exit code 0" in scored[0]
+    assert "latency from frame capture to reward here: p50" in out.stdout
+    assert (tmp_path / "camera.avi").is_file() and (tmp_path / "reward_node.log").is_file()
 
 
 def test_check_without_echo_node_fails_fast_and_says_why(ros_domain):

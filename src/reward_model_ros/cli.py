@@ -87,7 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="the main job on the embedded default")
-    demo.add_argument("--timeout", type=float, default=30.0, help="seconds to wait per step")
+    demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per stage")
+    demo.add_argument("--frames", type=int, default=90, help="frames of the generated video")
+    demo.add_argument("--arch", default="resnet18", help="classifier backbone")
+    demo.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp16")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
 
     chk = sub.add_parser(
         "check-interfaces", help="round-trip every reward_msgs type through interface_echo_node"
@@ -106,7 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "demo":
-            return check_interfaces(True, "interface_echo", args.timeout)
+            from reward_model_ros.demo import DemoConfig, run_demo
+
+            return run_demo(
+                DemoConfig(
+                    out_dir=args.out,
+                    frames=args.frames,
+                    arch=args.arch,
+                    precision=args.precision,
+                    timeout=args.timeout,
+                )
+            )
         if args.command == "check-interfaces":
             return check_interfaces(args.spawn_echo, args.echo_node, args.timeout)
     except KeyboardInterrupt:

@@ -38,13 +38,14 @@ class Preprocessor:
         h, w = rgb.shape[:2]
         if (h, w) == (self.height, self.width):
             return rgb
-        if self.mode == "stretch":
-            return _resize(rgb, self.width, self.height)
-        scale = max(self.width / w, self.height / h)
-        new_w, new_h = max(self.width, round(w * scale)), max(self.height, round(h * scale))
-        resized = _resize(rgb, new_w, new_h)
-        top, left = (new_h - self.height) // 2, (new_w - self.width) // 2
-        return resized[top : top + self.height, left : left + self.width]
+        if self.mode == "center_crop":
+            # cut the centred region with the target's aspect ratio first, then resize only
+            # that: the same picture as resize-then-crop, for less work on wide frames
+            scale = max(self.width / w, self.height / h)
+            crop_w, crop_h = min(w, round(self.width / scale)), min(h, round(self.height / scale))
+            top, left = (h - crop_h) // 2, (w - crop_w) // 2
+            rgb = rgb[top : top + crop_h, left : left + crop_w]
+        return _resize(rgb, self.width, self.height)
 
     def __call__(self, rgb: np.ndarray, camera: str | None = None) -> np.ndarray:
         """The model input for one RGB frame: (3, height, width) uint8, C-contiguous."""

@@ -49,4 +49,5 @@ class FrameScorer:
     def warm_up(self) -> None:
         """One forward pass so the first real frame does not pay for lazy initialisation."""
         _, h, w = self.checkpoint.config.image_size
-        self.score([np.zeros((h, w, 3), np.uint8)])
+        for _ in range(3):  # oneDNN picks and caches its kernels over the first calls
+            self.score([np.zeros((h, w, 3), np.uint8)])

@@ -12,6 +12,7 @@ slow inference drops old frames instead of queueing them and the latency stays b
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -180,7 +181,8 @@ PARAMETERS = (
     Param(
         "model.threads",
         0,
-        "CPU threads for inference (torch.set_num_threads); 0 = PyTorch's default",
+        "CPU threads for inference; 0 = auto: half the cores, 1 to 4 (the rest stay free for "
+        "the camera drivers and DDS; measured: lower p99 latency on 2 cores)",
         at_least(0),
         read_only=True,
     ),
@@ -342,8 +344,7 @@ class RewardNode(Node):
     # --- set-up -------------------------------------------------------------------------
     def _load_model(self, p: dict):
         try:
-            if p["model.threads"]:
-                torch.set_num_threads(p["model.threads"])
+            torch.set_num_threads(p["model.threads"] or max(1, min(4, (os.cpu_count() or 2) // 2)))
             overrides = _model_overrides(p, self.cameras)
             device = pick_device(p["model.device"])
             path = p["model.checkpoint_path"]
