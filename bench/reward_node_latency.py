@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from reward_model_ros.dds import DomainLease, local_dds_env
+from reward_model_ros.ros.conversions import stamp_to_nanoseconds
 from reward_model_ros.ros.processes import NodeProcess, ros_args
+from reward_model_ros.ros.reward_listener import RewardListener
 
 
 def rss_mb(pid: int) -> float:
@@ -47,41 +48,18 @@ def parse_params(items: list[str]) -> dict[str, object]:
 
 
 def run(cameras: int, args, node_params: dict[str, object]) -> dict:
-    import rclpy
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from reward_msgs.msg import RewardStamped
-
     topics = [f"cam{i}/image_raw" for i in range(cameras)]
-    with DomainLease() as lease:
-        env = local_dds_env(lease.domain_id)
-        os.environ.update(env)
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=lease.domain_id)
-        node = rclpy.create_node("latency_probe", context=context)
-        received: list[tuple[int, float, float]] = []  # (stamp ns, receipt ns, inference s)
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-
-        def on_reward(msg: RewardStamped) -> None:
-            now = time.time_ns()
-            received.append(
-                (msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now, msg.inference_latency)
-            )
-
-        node.create_subscription(RewardStamped, "reward", on_reward, qos)
-        params = {"image_topics": topics, "image_qos": "reliable", **node_params}
+    params = {"image_topics": topics, "image_qos": "reliable", **node_params}
+    with RewardListener("latency_probe") as listener:
         reward = NodeProcess(
-            "reward_node", ros_args(params), env=env, log_path=args.log_dir / f"reward_{cameras}.log"
+            "reward_node", ros_args(params), env=listener.env, log_path=args.log_dir / f"reward_{cameras}.log"
         )
-        executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        executor.add_node(node)
         spinning = threading.Event()
-        spinner = threading.Thread(
-            target=lambda: [executor.spin_once(0.05) for _ in iter(spinning.is_set, True)], daemon=True
-        )
+        spinner = threading.Thread(target=lambda: listener.spin_until(spinning.is_set, 1e9), daemon=True)
         spinner.start()
         try:
             deadline = time.monotonic() + 120
-            while node.count_subscribers(topics[0]) == 0:
+            while listener.node.count_subscribers(topics[0]) == 0:
                 if not reward.alive() or time.monotonic() > deadline:
                     raise RuntimeError("reward_node did not start:\n" + reward.output())
                 time.sleep(0.1)
@@ -102,7 +80,7 @@ def run(cameras: int, args, node_params: dict[str, object]) -> dict:
                 "--height",
                 str(args.height),
             ]
-            publisher = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+            publisher = subprocess.Popen(cmd, env=listener.env, stdout=subprocess.PIPE, text=True)
             time.sleep(0.6)
             rss_series = [round(rss_mb(reward.pid), 1)]  # every 5 s while publishing
             next_sample = time.monotonic() + 5
@@ -118,13 +96,11 @@ def run(cameras: int, args, node_params: dict[str, object]) -> dict:
             spinning.set()
             spinner.join(timeout=2)
             reward.stop()
-            node.destroy_node()
-            context.try_shutdown()
     summary = json.loads(out.strip().splitlines()[-1])
     sent = set(summary["stamps_ns"])
-    got = [r for r in received if r[0] in sent]
-    latency_ms = np.array([(r[1] - r[0]) / 1e6 for r in got])
-    inference_ms = np.array([r[2] * 1e3 for r in got])
+    got = [r for r in listener.received if stamp_to_nanoseconds(r.msg.header.stamp) in sent]
+    latency_ms = np.array([r.latency_ms for r in got])
+    inference_ms = np.array([r.msg.inference_latency * 1e3 for r in got])
     pct = lambda a, q: round(float(np.percentile(a, q)), 2) if len(a) else None  # noqa: E731
     return {
         "cameras": cameras,

@@ -10,16 +10,14 @@ replace the untrained model once they exist.)
 
 from __future__ import annotations
 
-import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from reward_model_ros.dds import DomainLease, local_dds_env
 from reward_model_ros.ros.processes import NodeProcess, ros_args
+from reward_model_ros.ros.reward_listener import Received, RewardListener
 
 
 @dataclass
@@ -73,51 +71,34 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
 
-def run_reward_stage(cfg: DemoConfig) -> int:
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-    from reward_msgs.msg import RewardStamped
+def _print_reward(item: Received) -> None:
+    m = item.msg
+    print(
+        f"  #{m.sequence:03d} p={m.probability:.4f} {'SUCCESS' if m.success else 'fail   '} "
+        f"reward={m.reward:+.1f} inference={m.inference_latency * 1e3:5.1f} ms "
+        f"stamp->here={item.latency_ms:5.1f} ms",
+        flush=True,
+    )
 
+
+def run_reward_stage(cfg: DemoConfig) -> int:
     video = write_demo_video(cfg.out_dir / "camera.avi", cfg.frames, cfg.width, cfg.height, cfg.rate)
     print(f"wrote {video} ({cfg.frames} frames, {cfg.width}x{cfg.height}, a cube sliding onto a target)")
-    with DomainLease() as lease:
-        env = local_dds_env(lease.domain_id)
-        os.environ.update(env)
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=lease.domain_id)
-        node = rclpy.create_node("demo_probe", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
-        rewards: list[tuple[RewardStamped, int]] = []
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-
-        def on_reward(msg: RewardStamped) -> None:
-            now = time.time_ns()
-            rewards.append((msg, now))
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            print(
-                f"  #{msg.sequence:03d} p={msg.probability:.4f} {'SUCCESS' if msg.success else 'fail   '} "
-                f"reward={msg.reward:+.1f} inference={msg.inference_latency * 1e3:5.1f} ms "
-                f"stamp->here={(now - stamp) / 1e6:5.1f} ms",
-                flush=True,
-            )
-
-        node.create_subscription(RewardStamped, "reward", on_reward, qos)
+    camera = None
+    with RewardListener("demo_probe", on_message=_print_reward) as listener:
         reward = NodeProcess(
             "reward_node",
             ros_args({"model.arch": cfg.arch, "model.precision": cfg.precision, "image_qos": "reliable"}),
-            env=env,
+            env=listener.env,
             log_path=cfg.out_dir / "reward_node.log",
         )
-        camera = None
         try:
-            deadline = time.monotonic() + cfg.timeout
-            while node.count_subscribers("/image_raw") == 0:  # reward_node is ready
-                if not reward.alive() or time.monotonic() > deadline:
-                    print("reward_node did not start:\n" + reward.output())
-                    return 1
-                executor.spin_once(timeout_sec=0.1)
+            ready = listener.spin_until(  # reward_node subscribes to image_raw once its model is loaded
+                lambda: listener.node.count_subscribers("/image_raw") > 0 or not reward.alive(), cfg.timeout
+            )
+            if not ready or not reward.alive():
+                print("reward_node did not start:\n" + reward.output())
+                return 1
             print(
                 f"reward_node is up ({cfg.arch}, freshly initialised: its probabilities mean nothing yet); "
                 f"starting camera_node on the video at {cfg.rate:g} Hz"
@@ -133,29 +114,21 @@ def run_reward_stage(cfg: DemoConfig) -> int:
                         "frame_id": "demo_camera",
                     }
                 ),
-                env=env,
+                env=listener.env,
                 log_path=cfg.out_dir / "camera_node.log",
             )
-            deadline = time.monotonic() + cfg.timeout + cfg.frames / cfg.rate
-            while camera.alive() and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.05)
-            end = time.monotonic() + 2.0
-            while time.monotonic() < end and len(rewards) < cfg.frames:
-                executor.spin_once(timeout_sec=0.05)
+            listener.spin_until(lambda: not camera.alive(), cfg.timeout + cfg.frames / cfg.rate)
+            listener.spin_until(lambda: len(listener.received) >= cfg.frames, 2.0)
         finally:
             if camera is not None:
                 camera.stop()
             reward.stop()
-            node.destroy_node()
-            context.try_shutdown()
-    return _summary(cfg, rewards, camera)
+    return _summary(cfg, listener.received, camera)
 
 
-def _summary(cfg: DemoConfig, rewards: list, camera: NodeProcess | None) -> int:
-    latency = [
-        (now - (m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec)) / 1e6 for m, now in rewards
-    ]
-    inference = [m.inference_latency * 1e3 for m, _ in rewards]
+def _summary(cfg: DemoConfig, rewards: list[Received], camera: NodeProcess | None) -> int:
+    latency = [r.latency_ms for r in rewards]
+    inference = [r.msg.inference_latency * 1e3 for r in rewards]
     code = camera.popen.returncode if camera else None
     print(
         f"scored {len(rewards)}/{cfg.frames} frames ({cfg.frames - len(rewards)} dropped); "
@@ -167,7 +140,7 @@ def _summary(cfg: DemoConfig, rewards: list, camera: NodeProcess | None) -> int:
             f"p99 {_percentile(latency, 99):.1f} ms, max {max(latency):.1f} ms; "
             f"inference p50 {_percentile(inference, 50):.1f} ms"
         )
-        print(f"model {rewards[0][0].model_id}; logs in {cfg.out_dir}/")
+        print(f"model {rewards[0].msg.model_id}; logs in {cfg.out_dir}/")
     # Frames skipped as stale (latest wins) are by design; a demo that scores fewer than
     # 90% of them, or whose camera failed, is not working.
     return 0 if len(rewards) >= 0.9 * cfg.frames and code == 0 else 1

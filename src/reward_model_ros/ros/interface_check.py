@@ -114,30 +114,42 @@ def _call(node: Node, srv_type, service: str, request, timeout: float):
         node.destroy_client(client)
 
 
-def check_services(node: Node, echo_node: str, timeout: float) -> list[CheckResult]:
-    results = []
-    srv = SERVICE_TYPES["compute_rewards"]
-    request = sample_compute_rewards_request()
-    answer, seconds, error = _call(node, srv, f"{echo_node}/compute_rewards", request, timeout)
-    name = "reward_msgs/srv/ComputeRewards"
+def _check_service(
+    node: Node, key: str, service: str, request, expected, summary, timeout: float
+) -> CheckResult:
+    """Call one service; `expected(answer)` is what the echo rule says it must be."""
+    srv = SERVICE_TYPES[key]
+    name = f"reward_msgs/srv/{srv.__name__}"
+    answer, seconds, error = _call(node, srv, service, request, timeout)
     if answer is None:
-        results.append(CheckResult(name, False, seconds, error))
-    else:
-        expected = echo_compute_rewards(request, answer.threshold, answer.inference_latency)
-        diff = _diff_fields(expected, answer)
-        results.append(CheckResult(name, not diff, seconds, diff or f"{len(request.images)} images scored"))
+        return CheckResult(name, False, seconds, error)
+    diff = _diff_fields(expected(answer), answer)
+    return CheckResult(name, not diff, seconds, diff or summary(answer))
 
-    srv = SERVICE_TYPES["reset_episode"]
-    request = sample_reset_request()
-    answer, seconds, error = _call(node, srv, f"{echo_node}/reset_episode", request, timeout)
-    name = "reward_msgs/srv/ResetEpisode"
-    if answer is None:
-        results.append(CheckResult(name, False, seconds, error))
-    else:
-        expected = echo_reset_episode(request, answer.episode_index)
-        diff = _diff_fields(expected, answer)
-        results.append(CheckResult(name, not diff, seconds, diff or answer.message))
-    return results
+
+def check_services(node: Node, echo_node: str, timeout: float) -> list[CheckResult]:
+    scores = sample_compute_rewards_request()
+    reset = sample_reset_request()
+    return [
+        _check_service(
+            node,
+            "compute_rewards",
+            f"{echo_node}/compute_rewards",
+            scores,
+            lambda a: echo_compute_rewards(scores, a.threshold, a.inference_latency),
+            lambda a: f"{len(scores.images)} images scored",
+            timeout,
+        ),
+        _check_service(
+            node,
+            "reset_episode",
+            f"{echo_node}/reset_episode",
+            reset,
+            lambda a: echo_reset_episode(reset, a.episode_index),
+            lambda a: a.message,
+            timeout,
+        ),
+    ]
 
 
 def _has_node(node: Node, name: str) -> bool:
