@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="the main job on the embedded default")
     demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per stage")
     demo.add_argument("--frames", type=int, default=90, help="frames of the generated video")
+    demo.add_argument("--rate", type=float, default=30.0, help="camera frame rate, Hz")
     demo.add_argument("--arch", default="resnet18", help="classifier backbone")
     demo.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp16")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
