@@ -11,7 +11,7 @@ Several cameras: list them in image_topics of the params_file (config/reward.yam
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, Shutdown
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
@@ -61,9 +61,11 @@ def generate_launch_description():
         executable="camera_node",
         name="camera",
         namespace=LaunchConfiguration("namespace"),
+        # wait_for_subscriber: a video file starts once reward_node listens (loading the
+        # model takes seconds); live sources ignore it
         parameters=[
             LaunchConfiguration("camera_params_file"),
-            {"source": LaunchConfiguration("camera_source")},
+            {"source": LaunchConfiguration("camera_source"), "wait_for_subscriber": True},
         ],
         remappings=[("image_raw", LaunchConfiguration("image_topic"))],
         condition=IfCondition(LaunchConfiguration("use_camera_node")),
@@ -79,6 +81,7 @@ def generate_launch_description():
             {"model.checkpoint_path": LaunchConfiguration("checkpoint")},
         ],
         remappings=[("image_raw", LaunchConfiguration("image_topic"))],
+        on_exit=Shutdown(reason="reward_node exited"),  # no reward, no point in the rest
         output="screen",
     )
     rviz = Node(

@@ -322,5 +322,5 @@ def test_to_encoding():
 
 
 def test_config_file_lists_every_parameter_with_its_default():
-    values = yaml.safe_load((ROOT / "config" / "camera.yaml").read_text())["camera"]["ros__parameters"]
+    values = yaml.safe_load((ROOT / "config" / "camera.yaml").read_text())["/**/camera"]["ros__parameters"]
     assert values == {p.name: p.default for p in PARAMETERS}

@@ -34,12 +34,9 @@ def test_every_node_has_a_parameter_file_that_loads_its_declared_names(executabl
 
     module = __import__(NODES[executable].split(":")[0], fromlist=["PARAMETERS", "NODE_NAME"])
     declared = {p.name for p in module.PARAMETERS}
-    files = [
-        p
-        for p in (ROOT / "config").glob("*.yaml")
-        if module.NODE_NAME in (yaml.safe_load(p.read_text()) or {})
-    ]
-    assert files, f"no config/*.yaml has a section for node {module.NODE_NAME}"
+    key = f"/**/{module.NODE_NAME}"  # any namespace
+    files = [p for p in (ROOT / "config").glob("*.yaml") if key in (yaml.safe_load(p.read_text()) or {})]
+    assert files, f"no config/*.yaml has a section {key!r}"
     for path in files:
-        section = yaml.safe_load(path.read_text())[module.NODE_NAME]["ros__parameters"]
+        section = yaml.safe_load(path.read_text())[key]["ros__parameters"]
         assert set(section) <= declared, f"{path.name}: undeclared {set(section) - declared}"

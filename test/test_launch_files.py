@@ -102,6 +102,16 @@ def test_checker_finds_a_section_for_no_node(tmp_path):
     assert "p.yaml [ecco]: applies to no node started with this file (nodes: echo)" in problems[0]
 
 
+def test_checker_finds_a_root_only_section_for_a_namespaced_node(tmp_path):
+    launch = LAUNCH.format(pkg="reward_model_ros", exe="interface_echo_node", inline="qos_depth").replace(
+        'name="echo",', 'name="echo", namespace=LaunchConfiguration("ns"),'
+    )
+    path = _write(tmp_path, launch, GOOD_YAML)
+    problems = check_launch_file(path, project_packages(tmp_path))
+    assert len(problems) == 1 and "applies only to /echo in the root namespace" in problems[0]
+    assert "write '/**/echo'" in problems[0]
+
+
 def test_checker_accepts_wildcard_and_namespaced_sections(tmp_path):
     text = (
         "/**:\n  ros__parameters:\n    qos_depth: 5\n/robot/echo:\n  ros__parameters:\n    threshold: 0.1\n"

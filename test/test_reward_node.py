@@ -76,7 +76,7 @@ def test_every_frame_at_30hz_gets_a_reward_with_its_stamp(ros_node, start_node):
     assert [r.sequence for r in got] == list(range(1, 61))
     first = got[0]
     assert first.header.frame_id == "camera" and first.model_id == "untrained@0"
-    assert first.camera_names == ["image_raw"] and len(first.camera_probabilities) == 1
+    assert first.camera_names == ["/image_raw"] and len(first.camera_probabilities) == 1
     assert all(0.0 <= r.probability <= 1.0 and not math.isnan(r.probability) for r in got)
     assert all(r.success == (r.probability >= r.threshold) for r in got)
     assert all(r.reward == (1.0 if r.success else 0.0) for r in got)
@@ -149,7 +149,7 @@ def test_bad_frames_are_dropped_with_a_reason_and_the_node_keeps_scoring(ros_nod
     assert [r.header.stamp.sec for r in got] == [1, 9]
     assert node.alive()
     log = node.output()
-    assert "dropped a frame from image_raw: data length 100 does not match" in log
+    assert "dropped a frame from /image_raw: data length 100 does not match" in log
     assert "more than 8 bits" in log and "unknown encoding 'yuv422'" in log and "empty frame" in log
 
 

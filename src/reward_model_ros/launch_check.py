@@ -40,6 +40,7 @@ class NodeUse:
     package: str | Unresolved | None
     executable: str | Unresolved | None
     name: str | Unresolved | None
+    namespace: object = None
     param_files: list[str | Unresolved] = field(default_factory=list)
     inline_params: dict[str, object] = field(default_factory=dict)
     arguments: list[object] = field(default_factory=list)
@@ -147,6 +148,7 @@ def parse_launch_file(path: Path) -> list[NodeUse]:
             package=ev.eval(_kwarg_node(node, "package")),
             executable=ev.eval(_kwarg_node(node, "executable")),
             name=ev.eval(_kwarg_node(node, "name")),
+            namespace=ev.eval(_kwarg_node(node, "namespace")),
         )
         arguments = ev.eval(_kwarg_node(node, "arguments"))
         use.arguments = arguments if isinstance(arguments, list) else []
@@ -172,10 +174,16 @@ def _flatten(params: dict, prefix: str = "") -> dict[str, object]:
 
 
 def _section_applies(section: str, node_name: str) -> bool:
+    """Whether a parameter-file key names this node (in some namespace)."""
     section = section.strip()
     if section in ("/**", "**"):
         return True
     return section.lstrip("/").split("/")[-1] == node_name or fnmatch.fnmatch(node_name, section.lstrip("/"))
+
+
+def _root_only(section: str) -> bool:
+    """`name` or `/name`: ROS applies it to a node in the root namespace only."""
+    return "/" not in section.strip().lstrip("/") and "*" not in section
 
 
 def read_setup_py(root: Path) -> tuple[dict[str, str], list[str]]:
@@ -216,7 +224,7 @@ def check_launch_file(path: Path, packages: dict[str, PackageInfo]) -> list[str]
     """Problems found in one launch file (empty when it is fine)."""
     problems: list[str] = []
     uses = parse_launch_file(path)
-    file_users: dict[str, list[tuple[str, set[str]]]] = {}
+    file_users: dict[str, list[tuple[str, set[str], object]]] = {}
 
     for use in uses:
         where = f"{path.name}:{use.line}"
@@ -258,7 +266,7 @@ def check_launch_file(path: Path, packages: dict[str, PackageInfo]) -> list[str]
             if isinstance(resolved, str):
                 problems.append(f"{where}: parameter file {resolved}")
                 continue
-            file_users.setdefault(str(resolved), []).append((node_name, declared))
+            file_users.setdefault(str(resolved), []).append((node_name, declared, use.namespace))
 
     for pfile, users in file_users.items():
         problems += _check_param_file(Path(pfile), users, path.name)
@@ -284,7 +292,7 @@ def _resolve_share_path(value: object, packages: dict[str, PackageInfo]) -> Path
     return source
 
 
-def _check_param_file(path: Path, users: list[tuple[str, set[str]]], launch_name: str) -> list[str]:
+def _check_param_file(path: Path, users: list[tuple[str, set[str], object]], launch_name: str) -> list[str]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -295,13 +303,18 @@ def _check_param_file(path: Path, users: list[tuple[str, set[str]]], launch_name
         if not isinstance(body, dict) or "ros__parameters" not in body:
             problems.append(f"{where}: has no ros__parameters")
             continue
-        targets = [(n, d) for n, d in users if n and _section_applies(str(section), n)]
+        targets = [(n, d, ns) for n, d, ns in users if n and _section_applies(str(section), n)]
         if not targets:
-            names = ", ".join(sorted({n for n, _ in users if n}))
+            names = ", ".join(sorted({n for n, _, _ in users if n}))
             problems.append(f"{where}: applies to no node started with this file (nodes: {names})")
             continue
         params = _flatten(body["ros__parameters"] or {})
-        for node_name, declared in targets:
+        for node_name, declared, namespace in targets:
+            if _root_only(str(section)) and namespace not in (None, ""):
+                problems.append(
+                    f"{where}: applies only to /{node_name} in the root namespace, but the node is started "
+                    f"with namespace {namespace}; ROS would ignore the section there: write '/**/{node_name}'"
+                )
             for name in sorted(set(params) - declared):
                 problems.append(f"{where}: node {node_name} does not declare parameter {name!r}")
     return problems

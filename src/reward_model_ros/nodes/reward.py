@@ -76,7 +76,7 @@ PARAMETERS = (
     Param(
         "camera_names",
         [],
-        "one name per image topic (crop boxes, RewardStamped.camera_names); empty = the topic names",
+        "one name per image topic (crop boxes, RewardStamped.camera_names); empty = the resolved topic names",
         read_only=True,
         array_type="string",
     ),
@@ -279,7 +279,10 @@ class RewardNode(Node):
         p = declare_parameters(self, PARAMETERS, on_change=self._on_parameters)
         self.p = p
         self.topics = list(p["image_topics"])
-        self.cameras = list(p["camera_names"]) or self.topics
+        # default camera names: the topics as resolved (namespace and remaps applied)
+        resolve = getattr(self, "resolve_topic_name", lambda t: t)
+        self.resolved_topics = [resolve(t) for t in self.topics]
+        self.cameras = list(p["camera_names"]) or list(self.resolved_topics)
         if len(self.cameras) != len(self.topics):
             raise ParameterError(
                 f"camera_names has {len(self.cameras)} entries for {len(self.topics)} image_topics: give one "
@@ -335,7 +338,7 @@ class RewardNode(Node):
         self._worker = threading.Thread(target=self._work, name="reward-inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"scoring {', '.join(self.topics)} with {self.scorer.model_id} "
+            f"scoring {', '.join(self.resolved_topics)} with {self.scorer.model_id} "
             f"on {self.scorer.checkpoint.model.device} "
             f"({self.scorer.checkpoint.config.arch}, {self.scorer.checkpoint.config.precision}); "
             f"reward_mode={self.reward_cfg.reward_mode} threshold={self.reward_cfg.reward_threshold:.3f}"
@@ -420,6 +423,8 @@ class RewardNode(Node):
             try:
                 self._process(frames)
             except Exception as exc:  # keep scoring the next frames whatever happened to this one
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down (Ctrl-C): the context went away under a frame in flight
                 self.get_logger().error(
                     f"scoring a frame failed: {type(exc).__name__}: {exc}",
                     throttle_duration_sec=self.p["log_throttle"],
@@ -427,7 +432,7 @@ class RewardNode(Node):
 
     def _process(self, frames: list[Image]) -> None:
         rgbs = []
-        for topic, msg in zip(self.topics, frames, strict=True):
+        for topic, msg in zip(self.resolved_topics, frames, strict=True):
             try:
                 rgbs.append(image_to_rgb(msg))
             except ImageEncodingError as exc:
