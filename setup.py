@@ -11,6 +11,7 @@ NODES = {
     "interface_echo_node": "reward_model_ros.nodes.interface_echo:main",
     "reward_node": "reward_model_ros.nodes.reward:main",
     "camera_node": "reward_model_ros.nodes.camera:main",
+    "maniskill_bridge": "reward_model_sim.bridge:main",
 }
 
 setup(

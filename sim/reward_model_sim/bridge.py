@@ -1,0 +1,373 @@
+"""maniskill_bridge: a ManiSkill 3 task on the ROS graph, looking like a real robot stack.
+
+Publishes per control step: each sensor camera's image (rgb8) and camera_info, the joint
+states, the end-effector pose, ground-truth success (SuccessLabel, source = simulation)
+and the simulation clock on /clock; EpisodeEvents at start and end. Consumes
+reward_msgs/PolicyAction (end-effector delta pose + gripper, pd_ee_delta_pose).
+
+Time: the simulation clock starts at the wall-clock time the bridge started and advances
+by one control period per step, so in real time it tracks the wall clock (latencies
+computed by other nodes stay meaningful) and as fast as possible it runs ahead. All
+stamps are simulation time; nodes that need it run with use_sim_time.
+
+Stepping happens in one thread; service calls (reset) are handed to it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+from geometry_msgs.msg import PoseStamped
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from reward_msgs.msg import EpisodeEvent, PolicyAction, SuccessLabel
+from reward_msgs.srv import ResetEpisode
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image, JointState
+from std_msgs.msg import Header
+
+from reward_model_ros.nodes._run import spin_node
+from reward_model_ros.nodes.params import (
+    Param,
+    ParameterError,
+    at_least,
+    declare_parameters,
+    in_range,
+    one_of,
+    topic_name,
+)
+from reward_model_ros.ros.conversions import array_to_image, seconds_to_stamp
+from reward_model_sim.env import TASKS, ManiSkillEnv, Observation, SimConfig, normalised_action
+
+NODE_NAME = "maniskill_bridge"
+
+PARAMETERS = (
+    Param("task", "PickCube-v1", "ManiSkill task", one_of(*TASKS), read_only=True),
+    Param(
+        "sim_backend",
+        "physx_cpu",
+        "physx_cpu | physx_cuda | auto",
+        one_of("physx_cpu", "physx_cuda", "auto"),
+        read_only=True,
+    ),
+    Param("render_backend", "cpu", "cpu (lavapipe) | gpu", one_of("cpu", "gpu"), read_only=True),
+    Param("camera_width", 128, "sensor camera width, pixels", in_range(16, 4096), read_only=True),
+    Param("camera_height", 128, "sensor camera height, pixels", in_range(16, 4096), read_only=True),
+    Param(
+        "camera_topics",
+        [],
+        "image topic per sensor camera, in the task's camera order; empty = image_raw for "
+        "the first, <camera>/image_raw for others (camera_info beside each)",
+        read_only=True,
+        array_type="string",
+    ),
+    Param(
+        "joint_names",
+        [],
+        "names to publish in joint_states (e.g. fr3_joint1..7, fingers); empty = ManiSkill's",
+        read_only=True,
+        array_type="string",
+    ),
+    Param(
+        "max_episode_steps",
+        100,
+        "episode step limit (planned PickCube episodes need 60-106)",
+        at_least(1),
+        read_only=True,
+    ),
+    Param(
+        "show_goal", True, "show the goal marker to the sensor cameras (PickCube hides it)", read_only=True
+    ),
+    Param("real_time", True, "step at the task's control rate (false: as fast as possible)"),
+    Param(
+        "hold_action",
+        "zero",
+        "when no new action arrived for a step: zero (stand still) | last (repeat it)",
+        one_of("zero", "last"),
+    ),
+    Param("auto_reset", True, "start the next episode (seed + 1) when one ends; false: wait for ~/reset"),
+    Param("end_on_success", False, "end the episode at the first successful step (false: at the step limit)"),
+    Param("seed", 0, "seed of the first episode", at_least(0), read_only=True),
+    Param("action_topic", "action", "reward_msgs/PolicyAction input", topic_name, read_only=True),
+    Param(
+        "episode_event_topic", "episode/event", "reward_msgs/EpisodeEvent output", topic_name, read_only=True
+    ),
+    Param("log_throttle", 5.0, "seconds between repeated warnings (bad actions)", in_range(0.01, 3600.0)),
+)
+
+
+class BridgeNode(Node):
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        p = declare_parameters(self, PARAMETERS, on_change=lambda changes: self.p.update(changes))
+        self.p = p
+        cfg = SimConfig(
+            task=p["task"],
+            sim_backend=p["sim_backend"],
+            render_backend=p["render_backend"],
+            camera_width=p["camera_width"],
+            camera_height=p["camera_height"],
+            max_episode_steps=p["max_episode_steps"],
+            show_goal=p["show_goal"],
+        )
+        try:
+            self.sim = ManiSkillEnv(cfg)
+        except Exception as exc:  # Vulkan missing, unknown task, ...
+            raise ParameterError(
+                f"{NODE_NAME}: cannot start {cfg.task}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self.seed = p["seed"]
+        self.episode = -1
+        obs = self.sim.reset(self.seed)
+        cameras = list(obs.frames)
+        topics = list(p["camera_topics"]) or [
+            "image_raw" if i == 0 else f"{cam}/image_raw" for i, cam in enumerate(cameras)
+        ]
+        if len(topics) != len(cameras):
+            raise ParameterError(f"camera_topics has {len(topics)} entries for the task's cameras {cameras}")
+        self.joint_names = list(p["joint_names"]) or self.sim.joint_names
+        if len(self.joint_names) != len(self.sim.joint_names):
+            raise ParameterError(
+                f"joint_names has {len(self.joint_names)} names; the robot has "
+                f"{len(self.sim.joint_names)} joints ({', '.join(self.sim.joint_names)})"
+            )
+
+        reliable = QoSProfile(
+            depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+        )
+        images = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.cameras = cameras
+        self.image_pubs = [self.create_publisher(Image, t, images) for t in topics]
+        self.info_pubs = [
+            self.create_publisher(
+                CameraInfo, t.rsplit("/", 1)[0] + "/camera_info" if "/" in t else "camera_info", images
+            )
+            for t in topics
+        ]
+        self.joint_pub = self.create_publisher(JointState, "joint_states", reliable)
+        self.pose_pub = self.create_publisher(PoseStamped, "ee_pose", reliable)
+        self.success_pub = self.create_publisher(SuccessLabel, "success_label", reliable)
+        self.event_pub = self.create_publisher(EpisodeEvent, p["episode_event_topic"], reliable)
+        self.clock_pub = self.create_publisher(Clock, "/clock", QoSProfile(depth=1))
+        self.create_subscription(PolicyAction, p["action_topic"], self._on_action, reliable)
+        self.create_service(ResetEpisode, "~/reset", self._on_reset)
+
+        self._lock = threading.Lock()
+        self._action: np.ndarray | None = None
+        self._fresh = False
+        self._reset_request: tuple[ResetEpisode.Request, threading.Event, list] | None = None
+        self._stop = threading.Event()
+        self.sim_time = time.time()
+        self.bad_actions = 0
+        self._start_episode(obs, "policy")
+        self._thread = threading.Thread(target=self._run, name="maniskill-steps", daemon=True)
+        self._thread.start()
+        self.get_logger().info(
+            f"{cfg.task} ({cfg.sim_backend}, {cfg.camera_width}x{cfg.camera_height}) at "
+            f"{self.sim.control_freq:g} Hz{'' if p['real_time'] else ' (as fast as possible)'}; cameras "
+            f"{dict(zip(cameras, topics, strict=True))}; actions on {p['action_topic']}"
+        )
+
+    # --- inputs -------------------------------------------------------------------------
+    def _on_action(self, msg: PolicyAction) -> None:
+        values = [
+            msg.delta_position.x,
+            msg.delta_position.y,
+            msg.delta_position.z,
+            msg.delta_orientation.x,
+            msg.delta_orientation.y,
+            msg.delta_orientation.z,
+            msg.gripper,
+        ]
+        if not all(math.isfinite(v) for v in values):
+            self.bad_actions += 1
+            self.get_logger().warning(
+                f"refused an action with NaN or infinite values {values} ({self.bad_actions} so far)",
+                throttle_duration_sec=self.p["log_throttle"],
+            )
+            return
+        action, clipped = normalised_action(values[0:3], values[3:6], values[6])
+        if clipped:
+            self.get_logger().warning(
+                "an action exceeded 0.1 m / 0.1 rad per step or gripper [-1, 1]: clipped",
+                throttle_duration_sec=self.p["log_throttle"],
+            )
+        with self._lock:
+            self._action, self._fresh = action, True
+
+    def _on_reset(self, request, response):
+        done, result = threading.Event(), []
+        with self._lock:
+            self._reset_request = (request, done, result)
+        if not done.wait(timeout=120):
+            response.accepted, response.message = False, "the simulation did not reset within 120 s"
+            return response
+        return result[0]
+
+    # --- the stepping thread ------------------------------------------------------------
+    def _run(self) -> None:
+        period = 1.0 / self.sim.control_freq
+        next_tick = time.monotonic()
+        while not self._stop.is_set() and self.context.ok():
+            try:
+                self._serve_reset()
+                self._step()
+            except Exception as exc:
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                self.get_logger().error(
+                    f"simulation step failed: {type(exc).__name__}: {exc}",
+                    throttle_duration_sec=self.p["log_throttle"],
+                )
+            if self.p["real_time"]:
+                next_tick += period
+                delay = next_tick - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                else:
+                    next_tick = time.monotonic()
+
+    def _serve_reset(self) -> None:
+        with self._lock:
+            pending, self._reset_request = self._reset_request, None
+        if pending is None:
+            return
+        request, done, result = pending
+        response = ResetEpisode.Response()
+        if request.task and request.task != self.sim.cfg.task:
+            response.accepted = False
+            response.message = (
+                f"task {request.task!r}: this bridge runs {self.sim.cfg.task}; start a bridge "
+                "with task:=... to change it"
+            )
+        else:
+            self.seed = int(request.seed) if request.seed >= 0 else self.seed + 1
+            self._start_episode(self.sim.reset(self.seed), "policy")
+            response.accepted, response.episode_index = True, self.episode
+            response.message = f"episode {self.episode} of {self.sim.cfg.task}, seed {self.seed}"
+        result.append(response)
+        done.set()
+
+    def _step(self) -> None:
+        with self._lock:
+            fresh, self._fresh = self._fresh, False
+            action = self._action if (fresh or self.p["hold_action"] == "last") else None
+        if action is None:
+            action = np.zeros(7, np.float32)
+            action[6] = self._last_gripper
+        self._last_gripper = float(action[6])
+        obs, truncated = self.sim.step(action)
+        self.sim_time += 1.0 / self.sim.control_freq
+        self._publish(obs)
+        ended = truncated or (self.p["end_on_success"] and obs.success)
+        if ended:
+            event = (
+                EpisodeEvent.SUCCESS
+                if obs.success
+                else (EpisodeEvent.TIMEOUT if truncated else EpisodeEvent.FAILURE)
+            )
+            self._event(
+                event,
+                obs,
+                EpisodeEvent.LABEL_SUCCESS if obs.success else EpisodeEvent.LABEL_FAILURE,
+                f"{'step limit' if truncated else 'success'} after {obs.step} steps",
+            )
+            if self.p["auto_reset"]:
+                self.seed += 1
+                self._start_episode(self.sim.reset(self.seed), "policy")
+            else:
+                self._wait_for_reset()
+
+    def _wait_for_reset(self) -> None:
+        while not self._stop.is_set() and self.context.ok():
+            with self._lock:
+                if self._reset_request is not None:
+                    return
+            time.sleep(0.01)
+
+    def _start_episode(self, obs: Observation, mode: str) -> None:
+        # a reset takes one control period of simulation time, so that the new episode's
+        # first frame never shares a stamp with the previous episode's last one
+        self.sim_time += 1.0 / self.sim.control_freq
+        self.episode += 1
+        self._last_gripper = 1.0  # open
+        with self._lock:
+            self._action, self._fresh = None, False
+        self._event(EpisodeEvent.START, obs, EpisodeEvent.LABEL_UNKNOWN, "", mode)
+        self._publish(obs)
+
+    # --- outputs ------------------------------------------------------------------------
+    def _header(self, frame_id: str = "") -> Header:
+        return Header(stamp=seconds_to_stamp(self.sim_time), frame_id=frame_id)
+
+    def _event(self, event: int, obs: Observation, label: int, message: str, mode: str = "policy") -> None:
+        self.event_pub.publish(
+            EpisodeEvent(
+                header=self._header(),
+                event=event,
+                episode_index=self.episode,
+                task=self.sim.cfg.task,
+                mode=mode,
+                seed=self.seed,
+                label=label,
+                step=obs.step,
+                message=message,
+            )
+        )
+
+    def _publish(self, obs: Observation) -> None:
+        self.clock_pub.publish(Clock(clock=seconds_to_stamp(self.sim_time)))
+        for cam, image_pub, info_pub in zip(self.cameras, self.image_pubs, self.info_pubs, strict=True):
+            header = self._header(cam)
+            frame = obs.frames[cam]
+            image_pub.publish(array_to_image(frame, "rgb8", header))
+            k = obs.intrinsics.get(cam, np.eye(3))
+            info_pub.publish(
+                CameraInfo(
+                    header=header,
+                    height=frame.shape[0],
+                    width=frame.shape[1],
+                    distortion_model="plumb_bob",
+                    d=[0.0] * 5,
+                    k=k.reshape(-1).tolist(),
+                    r=np.eye(3).reshape(-1).tolist(),
+                    p=np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist(),
+                )
+            )
+        header = self._header("world")
+        self.joint_pub.publish(
+            JointState(header=header, name=self.joint_names, position=obs.joint_positions.tolist())
+        )
+        pose = PoseStamped(header=header)
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = obs.tcp_position.tolist()
+        o = pose.pose.orientation
+        o.x, o.y, o.z, o.w = obs.tcp_orientation.tolist()
+        self.pose_pub.publish(pose)
+        self.success_pub.publish(
+            SuccessLabel(
+                header=self._header(),
+                success=obs.success,
+                source=SuccessLabel.SOURCE_SIMULATION,
+                confidence=1.0,
+                episode_index=self.episode,
+            )
+        )
+
+    def destroy_node(self) -> None:
+        if hasattr(self, "_thread"):
+            self._stop.set()
+            self._thread.join(timeout=10)
+        if hasattr(self, "sim"):
+            self.sim.close()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    return spin_node(BridgeNode, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

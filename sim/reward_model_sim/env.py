@@ -1,0 +1,144 @@
+"""A ManiSkill 3 task behind a small, ROS-free interface: reset, step, observations as numpy.
+
+The bridge node publishes what this returns; tests drive it directly. Only this package
+imports mani_skill.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+TASKS = ("PickCube-v1", "PushCube-v1", "PegInsertionSide-v1", "StackCube-v1")
+# pd_ee_delta_pose: a normalised action of +-1 moves the end-effector by +-0.1 m and
+# rotates it by +-0.1 rad per control step (ManiSkill's Panda controller configuration).
+POS_STEP_M = 0.1
+ROT_STEP_RAD = 0.1
+
+
+@dataclass
+class SimConfig:
+    task: str = "PickCube-v1"
+    """ManiSkill task id"""
+    sim_backend: str = "physx_cpu"
+    """physx_cpu, or physx_cuda / auto where CUDA is available"""
+    render_backend: str = "cpu"
+    """cpu (lavapipe) or gpu"""
+    camera_width: int = 128
+    """sensor camera width in pixels"""
+    camera_height: int = 128
+    """sensor camera height in pixels"""
+    max_episode_steps: int = 100
+    """episode step limit (planned PickCube episodes take 60-106 steps)"""
+    show_goal: bool = True
+    """make the task's goal marker visible to the sensor cameras (PickCube hides it)"""
+
+
+@dataclass
+class Observation:
+    frames: dict[str, np.ndarray]
+    """camera name -> (H, W, 3) RGB uint8"""
+    intrinsics: dict[str, np.ndarray]
+    """camera name -> 3x3 K matrix"""
+    joint_names: list[str]
+    joint_positions: np.ndarray
+    """radians / metres, in joint_names order"""
+    tcp_position: np.ndarray
+    """end-effector (TCP) position in the world frame, metres"""
+    tcp_orientation: np.ndarray
+    """end-effector orientation as a quaternion (x, y, z, w)"""
+    success: bool
+    step: int
+    extras: dict[str, bool] = field(default_factory=dict)
+    """other boolean info of the task, e.g. is_grasped"""
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
+def normalised_action(delta_position, delta_rotation, gripper: float) -> tuple[np.ndarray, bool]:
+    """PolicyAction units (m, rad rotation vector, gripper -1..1) -> a pd_ee_delta_pose
+    action in [-1, 1]^7, and whether anything had to be clipped."""
+    raw = np.concatenate(
+        [
+            np.asarray(delta_position, float) / POS_STEP_M,
+            np.asarray(delta_rotation, float) / ROT_STEP_RAD,
+            [float(gripper)],
+        ]
+    )
+    clipped = np.clip(raw, -1.0, 1.0)
+    return clipped.astype(np.float32), bool(np.any(clipped != raw))
+
+
+class ManiSkillEnv:
+    def __init__(self, cfg: SimConfig) -> None:
+        import gymnasium as gym
+        import mani_skill.envs  # noqa: F401  (registers the tasks)
+
+        if cfg.task not in TASKS:
+            raise ValueError(f"task {cfg.task!r} is not supported; choose one of {', '.join(TASKS)}")
+        self.cfg = cfg
+        self.env = gym.make(
+            cfg.task,
+            obs_mode="rgb",
+            control_mode="pd_ee_delta_pose",
+            num_envs=1,
+            sim_backend=cfg.sim_backend,
+            render_backend=cfg.render_backend,
+            max_episode_steps=cfg.max_episode_steps,
+            sensor_configs={"width": cfg.camera_width, "height": cfg.camera_height},
+        )
+        self.unwrapped = self.env.unwrapped
+        self.control_freq = float(self.unwrapped.control_freq)
+        self.joint_names = [j.name for j in self.unwrapped.agent.robot.get_active_joints()]
+        self.step_count = 0
+
+    def _show_goal(self) -> None:
+        """Tasks that hide their goal from the sensors keep it in `_hidden_objects`."""
+        goal = getattr(self.unwrapped, "goal_site", None)
+        hidden = getattr(self.unwrapped, "_hidden_objects", [])
+        if goal is not None and any(o is goal for o in hidden):
+            hidden[:] = [o for o in hidden if o is not goal]
+            goal.show_visual()
+
+    def reset(self, seed: int) -> Observation:
+        obs, info = self.env.reset(seed=int(seed))
+        if self.cfg.show_goal:
+            self._show_goal()
+            obs = self.unwrapped.get_obs()
+        self.step_count = 0
+        return self._observation(obs, info)
+
+    def step(self, action: np.ndarray) -> tuple[Observation, bool]:
+        """Apply one normalised action; returns the observation and whether the step limit was hit."""
+        obs, _reward, _terminated, truncated, info = self.env.step(np.asarray(action, np.float32)[None])
+        self.step_count += 1
+        return self._observation(obs, info), bool(_np(truncated).any())
+
+    def _observation(self, obs, info) -> Observation:
+        frames = {name: _np(data["rgb"])[0] for name, data in obs["sensor_data"].items()}
+        intrinsics = {name: _np(p["intrinsic_cv"])[0] for name, p in obs.get("sensor_param", {}).items()}
+        tcp = self.unwrapped.agent.tcp.pose
+        wxyz = _np(tcp.q)[0]
+        extras = {
+            k: bool(_np(v).reshape(-1)[0]) for k, v in info.items() if k != "success" and _np(v).dtype == bool
+        }
+        return Observation(
+            frames=frames,
+            intrinsics=intrinsics,
+            joint_names=self.joint_names,
+            joint_positions=_np(self.unwrapped.agent.robot.get_qpos())[0].astype(float),
+            tcp_position=_np(tcp.p)[0].astype(float),
+            tcp_orientation=np.array([wxyz[1], wxyz[2], wxyz[3], wxyz[0]], float),
+            success=bool(_np(info.get("success", False)).reshape(-1)[0]),
+            step=self.step_count,
+            extras=extras,
+        )
+
+    def close(self) -> None:
+        self.env.close()

@@ -1,0 +1,135 @@
+"""maniskill_bridge across processes (ManiSkill on the CPU: each test starts a simulation)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from geometry_msgs.msg import PoseStamped
+from helpers import call, spin_until, wait_for_service
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from reward_msgs.msg import EpisodeEvent, PolicyAction, SuccessLabel
+from reward_msgs.srv import ResetEpisode
+from sensor_msgs.msg import CameraInfo, Image, JointState
+
+from reward_model_ros.ros.conversions import stamp_to_nanoseconds
+
+pytest.importorskip("mani_skill")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+
+
+def listen(node, msg_type, topic):
+    got: list = []
+    node.create_subscription(msg_type, topic, got.append, QOS)
+    return got
+
+
+def started(node, bridge, timeout=90):
+    spin_until(
+        node,
+        lambda: node.count_publishers("/image_raw") > 0 or not bridge.alive(),
+        timeout,
+        "the bridge to start",
+    )
+    assert bridge.alive(), bridge.output()
+
+
+def test_frames_joint_states_and_episode_events(ros_node, start_node):
+    images = listen(ros_node, Image, "/image_raw")
+    infos = listen(ros_node, CameraInfo, "/camera_info")
+    joints = listen(ros_node, JointState, "/joint_states")
+    labels = listen(ros_node, SuccessLabel, "/success_label")
+    events = listen(ros_node, EpisodeEvent, "/episode/event")
+    # the shipped parameter file loads, with overrides on top
+    bridge = start_node(
+        "maniskill_bridge",
+        params_file=ROOT / "config" / "sim_pickcube.yaml",
+        params={"max_episode_steps": 10, "seed": 5},
+    )
+    started(ros_node, bridge)
+    spin_until(
+        ros_node,
+        lambda: sum(e.event == EpisodeEvent.START for e in events) >= 2,
+        60,
+        "an episode to end and the next to start",
+    )
+    first_end = next(e for e in events if e.event != EpisodeEvent.START)
+    assert first_end.event == EpisodeEvent.TIMEOUT and first_end.label == EpisodeEvent.LABEL_FAILURE
+    assert first_end.step == 10 and first_end.task == "PickCube-v1"
+    starts = [e for e in events if e.event == EpisodeEvent.START]
+    assert starts[-1].seed == starts[-2].seed + 1 and starts[-1].episode_index == starts[-2].episode_index + 1
+    img = images[-1]
+    assert (img.width, img.height, img.encoding, img.header.frame_id) == (128, 128, "rgb8", "base_camera")
+    assert infos[-1].k[0] > 0 and infos[-1].width == 128
+    assert len(joints[-1].name) == 9 and joints[-1].name[0] == "panda_joint1"
+    assert labels[-1].source == SuccessLabel.SOURCE_SIMULATION and labels[-1].success is False
+    # real time: about the control rate of 20 Hz (loose bounds: 2 shared cores)
+    stamps = np.array([stamp_to_nanoseconds(m.header.stamp) for m in images[-15:]]) * 1e-9
+    assert np.allclose(np.diff(stamps), 0.05, atol=1e-6)  # simulation time: one control period per frame
+    start = time.monotonic()
+    n0 = len(images)
+    spin_until(ros_node, lambda: len(images) >= n0 + 20, 30, "20 more frames")
+    rate = 20 / (time.monotonic() - start)
+    assert 8 < rate < 30, rate
+
+
+def test_actions_move_the_end_effector_and_bad_actions_are_refused(ros_node, start_node):
+    poses = listen(ros_node, PoseStamped, "/ee_pose")
+    bridge = start_node("maniskill_bridge", params={"max_episode_steps": 1000, "log_throttle": 0.01})
+    started(ros_node, bridge)
+    pub = ros_node.create_publisher(PolicyAction, "/action", QOS)
+    spin_until(ros_node, lambda: pub.get_subscription_count() > 0 and len(poses) > 0, 30, "the action topic")
+    z0 = poses[-1].pose.position.z
+    bad = PolicyAction(gripper=float("nan"))
+    pub.publish(bad)
+    for _ in range(25):  # 1.25 s of "up 2 cm per step"
+        msg = PolicyAction(gripper=1.0)
+        msg.delta_position.z = 0.02
+        pub.publish(msg)
+        spin_until(ros_node, lambda: True, 0.05, "")
+        time.sleep(0.05)
+    spin_until(ros_node, lambda: poses[-1].pose.position.z > z0 + 0.1, 10, "the end-effector to rise 10 cm")
+    assert abs(poses[-1].pose.position.x - poses[0].pose.position.x) < 0.05
+    assert bridge.alive()
+    assert "refused an action with NaN or infinite values" in bridge.output()
+
+
+def test_reset_with_the_same_seed_gives_the_same_first_frame(ros_node, start_node):
+    images = listen(ros_node, Image, "/image_raw")
+    events = listen(ros_node, EpisodeEvent, "/episode/event")
+    bridge = start_node("maniskill_bridge", params={"real_time": False, "max_episode_steps": 1000})
+    started(ros_node, bridge)
+    client = wait_for_service(ros_node, ResetEpisode, "/maniskill_bridge/reset", 60)
+    firsts = []
+    for _ in range(2):
+        answer = call(ros_node, client, ResetEpisode.Request(seed=7), timeout=60)
+        assert answer.accepted, answer.message
+        spin_until(
+            ros_node,
+            lambda a=answer: any(
+                e.event == EpisodeEvent.START and e.episode_index == a.episode_index for e in events
+            ),
+            20,
+            "the START event",
+        )
+        start = next(
+            e for e in events if e.event == EpisodeEvent.START and e.episode_index == answer.episode_index
+        )
+        assert start.seed == 7
+        spin_until(
+            ros_node,
+            lambda s=start: any(m.header.stamp == s.header.stamp for m in images),
+            20,
+            "the episode's first frame",
+        )
+        firsts.append(next(m for m in images if m.header.stamp == start.header.stamp))
+    assert bytes(firsts[0].data) == bytes(firsts[1].data)
+    stamps = [stamp_to_nanoseconds(m.header.stamp) for m in images]
+    assert len(stamps) == len(set(stamps))  # no two frames share a stamp, across resets too
+    refused = call(ros_node, client, ResetEpisode.Request(task="StackCube-v1", seed=1), timeout=60)
+    assert not refused.accepted and "this bridge runs PickCube-v1" in refused.message
