@@ -1,0 +1,132 @@
+"""Scripted PickCube episodes: ManiSkill's motion-planning solution, and perturbed versions
+of it that fail the way real attempts fail. No ROS here: a callback sees every step.
+
+Modes: success (the planned pick-and-place, then the pose held `hold_steps` steps),
+grasp_offset (grasp beside the cube), no_grasp (never close the gripper), early_release
+(open the gripper half-way to the goal), joint_noise (large noise on the arm's joint
+targets), stop_short (stop well before the goal), random (uniform random joint targets).
+Each is deterministic per seed. The planner drives `pd_joint_pos`, so scripted episodes
+need an environment made with that control mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import gymnasium as gym
+import numpy as np
+
+SCRIPTED_MODES = (
+    "success",
+    "grasp_offset",
+    "no_grasp",
+    "early_release",
+    "joint_noise",
+    "stop_short",
+    "random",
+)
+
+
+class StepHook(gym.Wrapper):
+    """Calls `on_step(obs, info)` after every env.step (the planner steps the env itself),
+    optionally adding Gaussian noise to the arm's joint targets."""
+
+    def __init__(self, env, on_step: Callable, noise: float = 0.0, seed: int = 0) -> None:
+        super().__init__(env)
+        self.on_step = on_step
+        self.noise = noise
+        self.rng = np.random.default_rng(seed)
+        self.steps = 0
+        self.last_action: np.ndarray | None = None
+
+    def step(self, action):
+        action = np.array(action, dtype=np.float32, copy=True)
+        if self.noise:
+            action[..., :7] += self.rng.normal(0.0, self.noise, action[..., :7].shape)
+        self.last_action = action
+        out = self.env.step(action)
+        self.steps += 1
+        self.on_step(out[0], out[4])
+        return out
+
+
+def _success(info) -> bool:
+    value = info.get("success", False)
+    return bool(np.asarray(value.cpu() if hasattr(value, "cpu") else value).reshape(-1)[0])
+
+
+def run_pickcube(env, mode: str, seed: int, on_step: Callable, hold_steps: int = 20) -> bool:
+    """Run one scripted PickCube episode on a pd_joint_pos env; returns the final success."""
+    import sapien
+    from mani_skill.examples.motionplanning.base_motionplanner.utils import (
+        compute_grasp_info_by_obb,
+        get_actor_obb,
+    )
+    from mani_skill.examples.motionplanning.panda.motionplanner import PandaArmMotionPlanningSolver
+
+    if mode not in SCRIPTED_MODES:
+        raise ValueError(f"mode {mode!r}: must be one of {', '.join(SCRIPTED_MODES)}")
+    rng = np.random.default_rng(seed)
+    hook = StepHook(env, on_step, noise=0.15 if mode == "joint_noise" else 0.0, seed=seed)
+    hook.reset(seed=seed)
+    base = hook.unwrapped
+    last_info: dict = {}
+
+    def track(obs, info):
+        last_info.clear()
+        last_info.update(info)
+
+    inner = hook.on_step
+    hook.on_step = lambda obs, info: (track(obs, info), inner(obs, info))
+
+    if mode == "random":
+        low, high = (
+            base.agent.robot.get_qlimits()[0, :7, 0].cpu().numpy(),
+            base.agent.robot.get_qlimits()[0, :7, 1].cpu().numpy(),
+        )
+        for _ in range(60):
+            target = np.concatenate([rng.uniform(low, high) * 0.5, [rng.choice([-1.0, 1.0])]]).astype(
+                np.float32
+            )
+            hook.step(target)
+        return _success(last_info)
+
+    planner = PandaArmMotionPlanningSolver(
+        hook,
+        debug=False,
+        vis=False,
+        base_pose=base.agent.robot.pose,
+        visualize_target_grasp_pose=False,
+        print_env_info=False,
+    )
+    try:
+        obb = get_actor_obb(base.cube)
+        closing0 = base.agent.tcp.pose.to_transformation_matrix()[0, :3, 1].cpu().numpy()
+        grasp = compute_grasp_info_by_obb(
+            obb, approaching=np.array([0, 0, -1]), target_closing=closing0, depth=0.025
+        )
+        cube_p = base.cube.pose.sp.p
+        if mode == "grasp_offset":  # beside the cube, by more than its half size
+            cube_p = cube_p + np.array([*rng.choice([-1, 1], 2) * rng.uniform(0.035, 0.05, 2), 0.0])
+        grasp_pose = base.agent.build_grasp_pose(np.array([0, 0, -1]), grasp["closing"], cube_p)
+        planner.move_to_pose_with_screw(grasp_pose * sapien.Pose([0, 0, -0.05]))
+        planner.move_to_pose_with_screw(grasp_pose)
+        if mode != "no_grasp":
+            planner.close_gripper()
+        goal = base.goal_site.pose.sp.p
+        if mode == "stop_short":
+            goal = grasp_pose.p + 0.4 * (goal - grasp_pose.p)
+        if mode == "early_release":
+            planner.move_to_pose_with_screw(
+                sapien.Pose(grasp_pose.p + 0.5 * (goal - grasp_pose.p), grasp_pose.q)
+            )
+            planner.open_gripper()
+        planner.move_to_pose_with_screw(sapien.Pose(goal, grasp_pose.q))
+        # hold the final pose (the success pose in mode success) so that successful
+        # episodes show at least hold_steps success frames
+        if hook.last_action is not None:
+            for _ in range(hold_steps):
+                hook.step(hook.last_action)
+    finally:
+        planner.close()
+    return _success(last_info)
