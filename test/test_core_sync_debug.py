@@ -27,20 +27,30 @@ def test_two_cameras_pair_frames_within_tolerance():
     assert sync.stats.sets == 2 and sync.stats.replaced == 0
 
 
-def test_frames_too_far_apart_are_dropped_not_paired():
+def test_a_late_frame_still_pairs_with_its_partner():
+    """Camera 0's next frame arrives before camera 1's current one: both sets survive."""
+    sync = FrameSynchronizer(2, 10 * MS)
+    assert sync.add(0, 100 * MS, "a0") is None
+    assert sync.add(0, 166 * MS, "a1") is None
+    assert sync.add(1, 100 * MS, "b0") == ["a0", "b0"]
+    assert sync.add(1, 166 * MS, "b1") == ["a1", "b1"]
+    assert sync.stats.replaced == 0
+
+
+def test_frames_without_a_partner_are_dropped_not_paired():
     sync = FrameSynchronizer(2, 10 * MS)
     sync.add(0, 100 * MS, "a0")
-    assert sync.add(1, 200 * MS, "b0") is None  # a0 is 100 ms older: dropped
-    assert sync.stats.replaced == 1
+    assert sync.add(1, 200 * MS, "b0") is None  # a0 is 100 ms older: no pair
     assert sync.add(0, 203 * MS, "a1") == ["a1", "b0"]
+    assert sync.stats.replaced == 1  # a0 never made it into a set
 
 
-def test_newer_frame_replaces_a_waiting_one():
-    sync = FrameSynchronizer(2, 10 * MS)
-    sync.add(0, 100 * MS, "a0")
-    sync.add(0, 133 * MS, "a1")
-    assert sync.stats.replaced == 1
-    assert sync.add(1, 131 * MS, "b") == ["a1", "b"]
+def test_queue_is_bounded():
+    sync = FrameSynchronizer(2, 10 * MS, queue_size=3)
+    for i in range(10):
+        assert sync.add(0, i * 100 * MS, i) is None  # camera 1 is silent
+    assert sync.stats.replaced == 7
+    assert sync.add(1, 900 * MS, "b") == [9, "b"]
 
 
 def test_annotate_colours_and_shrinks():

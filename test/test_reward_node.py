@@ -86,23 +86,23 @@ def test_every_frame_at_30hz_gets_a_reward_with_its_stamp(ros_node, start_node):
 
 def test_two_cameras_are_matched_by_stamp_and_fused(ros_node, start_node):
     got = collect_rewards(ros_node)
+    topics = ["front/image_raw", "wrist/image_raw"]
     node = start_node(
         "reward_node",
         params={
             **FAST,
-            "image_topics": ["front/image_raw", "wrist/image_raw"],
+            "image_topics": topics,
             "camera_names": ["front", "wrist"],
             "camera_fusion": "min",
-            "image_qos": "auto",
+            "image_qos": "reliable",
         },
     )
-    # auto QoS: the node subscribes once it sees the publishers, so the publisher waits for it
+    wait_ready(ros_node, node, "/wrist/image_raw")
     publish_frames(
         ros_node,
         got,
         "--topics",
-        "front/image_raw",
-        "wrist/image_raw",
+        *topics,
         "--rate",
         "15",
         "--count",
@@ -116,7 +116,33 @@ def test_two_cameras_are_matched_by_stamp_and_fused(ros_node, start_node):
     for r in got:
         assert list(r.camera_names) == ["front", "wrist"] and len(r.camera_probabilities) == 2
         assert r.probability == pytest.approx(min(r.camera_probabilities))
-    assert "subscribing reliable" in node.output()
+
+
+@pytest.mark.parametrize("publisher_qos", ["reliable", "best_effort"])
+def test_auto_qos_subscribes_like_the_publisher(ros_node, start_node, publisher_qos):
+    """image_qos=auto waits for the camera's publisher and matches its reliability. Frames sent
+    while the two sides are still discovering each other may be lost: a third of
+    them must arrive (in practice the first second or so is lost at most)."""
+    got = collect_rewards(ros_node)
+    node = start_node("reward_node", params={**FAST, "image_qos": "auto"})
+    extra = ["--best-effort"] if publisher_qos == "best_effort" else []
+    publish_frames(
+        ros_node,
+        got,
+        "--rate",
+        "15",
+        "--count",
+        "60",
+        "--settle",
+        "1.0",
+        "--width",
+        "160",
+        "--height",
+        "120",
+        *extra,
+        expect=20,
+    )
+    assert f"/image_raw: 1 publisher(s) found, subscribing {publisher_qos}" in node.output()
 
 
 def test_bad_frames_are_dropped_with_a_reason_and_the_node_keeps_scoring(ros_node, start_node):

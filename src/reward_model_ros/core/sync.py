@@ -1,7 +1,8 @@
-"""Match frames from several cameras by time (approximate synchronisation), latest first."""
+"""Match frames from several cameras by time (approximate synchronisation)."""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,45 +12,51 @@ class SyncStats:
     sets: int = 0
     """complete sets emitted"""
     replaced: int = 0
-    """frames dropped because a newer frame of the same camera arrived before a set formed"""
+    """frames dropped without being part of a set (too old, or pushed out of the queue)"""
 
 
 @dataclass
 class FrameSynchronizer:
-    """Keeps the newest frame of each camera; emits a set when all cameras' newest frames
-    lie within `tolerance_ns` of each other.
-
-    Policy: latest wins. A frame that is replaced by a newer one of the same camera before
-    its set is complete is dropped (counted in `stats.replaced`), so a slow or missing
-    camera never makes the others queue up. With one camera every frame is a set.
+    """Keeps the last `queue_size` frames of each camera. When a frame arrives, the frames of
+    the other cameras nearest in time to it are looked up; if all lie within `tolerance_ns`,
+    the set is emitted and every queued frame up to it is consumed (older ones count as
+    dropped). So one camera's frame arriving a little later than the other's next one still
+    pairs correctly, a missing frame loses only its own set, and nothing queues up beyond
+    `queue_size`. With one camera every frame is a set.
     """
 
     cameras: int
     tolerance_ns: int
+    queue_size: int = 5
     stats: SyncStats = field(default_factory=SyncStats)
 
     def __post_init__(self) -> None:
         if self.cameras < 1:
             raise ValueError("need at least one camera")
-        self._latest: list[tuple[int, Any] | None] = [None] * self.cameras
+        self._queues: list[deque[tuple[int, Any]]] = [deque() for _ in range(self.cameras)]
 
     def add(self, camera: int, stamp_ns: int, item: Any) -> list[Any] | None:
         """Offer a frame; returns the items of a complete set (camera order) or None."""
-        if self._latest[camera] is not None:
+        queue = self._queues[camera]
+        queue.append((stamp_ns, item))
+        if len(queue) > self.queue_size:
+            queue.popleft()
             self.stats.replaced += 1
-        self._latest[camera] = (stamp_ns, item)
-        if any(entry is None for entry in self._latest):
-            return None
-        stamps = [entry[0] for entry in self._latest]  # type: ignore[index]
-        if max(stamps) - min(stamps) > self.tolerance_ns:
-            # drop the frames that are too old to ever match the newest one
-            newest = max(stamps)
-            for i, entry in enumerate(self._latest):
-                if entry is not None and newest - entry[0] > self.tolerance_ns:
-                    self._latest[i] = None
+        chosen: list[tuple[int, Any]] = []
+        for i, other in enumerate(self._queues):
+            if i == camera:
+                chosen.append((stamp_ns, item))
+                continue
+            if not other:
+                return None
+            nearest = min(other, key=lambda entry: abs(entry[0] - stamp_ns))
+            if abs(nearest[0] - stamp_ns) > self.tolerance_ns:
+                return None
+            chosen.append(nearest)
+        for i, (stamp, _) in enumerate(chosen):  # consume the set and everything older
+            queue_i = self._queues[i]
+            while queue_i and queue_i[0][0] <= stamp:
+                if queue_i.popleft()[0] != stamp:
                     self.stats.replaced += 1
-            return None
-        items = [entry[1] for entry in self._latest]  # type: ignore[index]
-        self._latest = [None] * self.cameras
         self.stats.sets += 1
-        return items
+        return [entry[1] for entry in chosen]

@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         help="wait until each topic has this many subscribers before publishing",
     )
     parser.add_argument("--wait-timeout", type=float, default=60.0)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="seconds between the subscribers appearing and the first frame: the "
+        "subscriber's side of discovery can lag behind ours",
+    )
     args = parser.parse_args(argv)
 
     rclpy.init()
@@ -75,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"error": "no subscriber matched", "sent": 0}), flush=True)
             return 1
         rclpy.spin_once(node, timeout_sec=0.05)
-    time.sleep(0.5)  # let the subscribers' other endpoints (e.g. reliable acks) settle
+    time.sleep(args.settle)
 
     channels = channels_of(args.encoding)
     payloads = frames(args.width, args.height, channels)
