@@ -16,29 +16,22 @@ import os
 import time
 from pathlib import Path
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image, JointState
 
-from reward_model_ros.dds import DomainLease, local_dds_env
 from reward_model_ros.ros.processes import NodeProcess, ros_args
+from reward_model_ros.ros.reward_listener import LocalSession
 
 
 def measure(width: int, height: int, args) -> dict:
-    with DomainLease() as lease:
-        env = local_dds_env(lease.domain_id)
-        os.environ.update(env)
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=lease.domain_id)
-        node = rclpy.create_node("bridge_rate_probe", context=context)
-        executor = SingleThreadedExecutor(context=context)
-        executor.add_node(node)
+    with LocalSession("bridge_rate_probe") as session:
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         images: list[float] = []
         joints: list[float] = []
-        node.create_subscription(Image, "image_raw", lambda m: images.append(time.monotonic()), qos)
-        node.create_subscription(JointState, "joint_states", lambda m: joints.append(time.monotonic()), qos)
+        session.node.create_subscription(Image, "image_raw", lambda m: images.append(time.monotonic()), qos)
+        session.node.create_subscription(
+            JointState, "joint_states", lambda m: joints.append(time.monotonic()), qos
+        )
         bridge = NodeProcess(
             "maniskill_bridge",
             ros_args(
@@ -50,24 +43,19 @@ def measure(width: int, height: int, args) -> dict:
                     "max_episode_steps": 100,
                 }
             ),
-            env=env,
+            env=session.env,
             log_path=args.log_dir / f"bridge_{width}x{height}.log",
         )
         try:
-            deadline = time.monotonic() + 180
-            while not images and time.monotonic() < deadline and bridge.alive():
-                executor.spin_once(timeout_sec=0.05)
+            session.spin_until(lambda: bool(images) or not bridge.alive(), 180)
             if not images:
                 raise RuntimeError("the bridge published nothing:\n" + bridge.output())
             start = time.monotonic()
             n_img, n_joint = len(images), len(joints)
-            while time.monotonic() - start < args.seconds:
-                executor.spin_once(timeout_sec=0.05)
+            session.spin_until(lambda: time.monotonic() - start >= args.seconds, args.seconds + 1)
             elapsed = time.monotonic() - start
         finally:
             bridge.stop()
-            node.destroy_node()
-            context.try_shutdown()
     return {
         "task": args.task,
         "width": width,

@@ -29,6 +29,7 @@ from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Header
 
+from reward_model_ros.core.calibration import CameraCalibration
 from reward_model_ros.nodes._run import spin_node
 from reward_model_ros.nodes.params import (
     Param,
@@ -39,7 +40,7 @@ from reward_model_ros.nodes.params import (
     one_of,
     topic_name,
 )
-from reward_model_ros.ros.conversions import array_to_image, seconds_to_stamp
+from reward_model_ros.ros.conversions import array_to_image, calibration_to_camera_info, seconds_to_stamp
 from reward_model_sim.env import TASKS, ManiSkillEnv, Observation, SimConfig, normalised_action
 
 NODE_NAME = "maniskill_bridge"
@@ -99,6 +100,19 @@ PARAMETERS = (
 )
 
 
+def _calibration(camera: str, frame: np.ndarray, k: np.ndarray) -> CameraCalibration:
+    """The simulated camera's pinhole model (no distortion) as a calibration."""
+    return CameraCalibration(
+        width=frame.shape[1],
+        height=frame.shape[0],
+        camera_name=camera,
+        distortion_model="plumb_bob",
+        k=k.reshape(-1).tolist(),
+        d=[0.0] * 5,
+        p=np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist(),
+    )
+
+
 class BridgeNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
@@ -140,6 +154,12 @@ class BridgeNode(Node):
         )
         images = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
         self.cameras = cameras
+        self.camera_infos = {
+            cam: calibration_to_camera_info(
+                _calibration(cam, obs.frames[cam], obs.intrinsics.get(cam, np.eye(3)))
+            )
+            for cam in cameras
+        }
         self.image_pubs = [self.create_publisher(Image, t, images) for t in topics]
         self.info_pubs = [
             self.create_publisher(
@@ -324,19 +344,9 @@ class BridgeNode(Node):
             header = self._header(cam)
             frame = obs.frames[cam]
             image_pub.publish(array_to_image(frame, "rgb8", header))
-            k = obs.intrinsics.get(cam, np.eye(3))
-            info_pub.publish(
-                CameraInfo(
-                    header=header,
-                    height=frame.shape[0],
-                    width=frame.shape[1],
-                    distortion_model="plumb_bob",
-                    d=[0.0] * 5,
-                    k=k.reshape(-1).tolist(),
-                    r=np.eye(3).reshape(-1).tolist(),
-                    p=np.hstack([k, np.zeros((3, 1))]).reshape(-1).tolist(),
-                )
-            )
+            info = self.camera_infos[cam]  # fixed intrinsics: built once, restamped
+            info.header = header
+            info_pub.publish(info)
         header = self._header("world")
         self.joint_pub.publish(
             JointState(header=header, name=self.joint_names, position=obs.joint_positions.tolist())

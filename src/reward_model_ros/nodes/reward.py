@@ -521,7 +521,7 @@ class RewardNode(Node):
             response.errors = [error] * n
             response.model_id = self.scorer.model_id
             return response
-        rgbs, cams, errors = [], [], [""] * n
+        rgbs, errors = [], [""] * n
         for i, msg in enumerate(request.images):
             try:
                 rgbs.append((i, image_to_rgb(msg)))

@@ -1,4 +1,4 @@
-"""A local ROS session that listens to `reward`: used by the demo and the benchmarks.
+"""Local ROS sessions for the demo and the benchmarks; `RewardListener` listens to `reward`.
 
     with RewardListener("probe", on_message=print) as listener:
         NodeProcess("reward_node", ..., env=listener.env)
@@ -36,14 +36,17 @@ class Received:
         return (self.receipt_ns - stamp_to_nanoseconds(self.msg.header.stamp)) / 1e6
 
 
-class RewardListener:
-    def __init__(
-        self, name: str, topic: str = "reward", on_message: Callable[[Received], None] | None = None
-    ) -> None:
-        self.name, self.topic, self.on_message = name, topic, on_message
-        self.received: list[Received] = []
+class LocalSession:
+    """An rclpy node in its own context and leased ROS domain, DDS kept on this machine.
 
-    def __enter__(self) -> RewardListener:
+    `env` is the environment for the processes the session starts (same domain);
+    `spin_until` processes this node's callbacks.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> LocalSession:
         self._lease = DomainLease()
         self.env = local_dds_env(self._lease.domain_id)
         os.environ.update(self.env)  # before this process's participant starts
@@ -52,15 +55,7 @@ class RewardListener:
         self.node = rclpy.create_node(self.name, context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-        self.node.create_subscription(RewardStamped, self.topic, self._on_reward, qos)
         return self
-
-    def _on_reward(self, msg: RewardStamped) -> None:
-        item = Received(msg, time.time_ns())
-        self.received.append(item)
-        if self.on_message is not None:
-            self.on_message(item)
 
     def spin_until(self, done: Callable[[], bool], timeout: float) -> bool:
         """Process callbacks until `done()` or `timeout` s; returns done()."""
@@ -74,3 +69,26 @@ class RewardListener:
         self.node.destroy_node()
         self.context.try_shutdown()
         self._lease.release()
+
+
+class RewardListener(LocalSession):
+    """A LocalSession that records every RewardStamped on `topic` with its receipt time."""
+
+    def __init__(
+        self, name: str, topic: str = "reward", on_message: Callable[[Received], None] | None = None
+    ) -> None:
+        super().__init__(name)
+        self.topic, self.on_message = topic, on_message
+        self.received: list[Received] = []
+
+    def __enter__(self) -> RewardListener:
+        super().__enter__()
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.node.create_subscription(RewardStamped, self.topic, self._on_reward, qos)
+        return self
+
+    def _on_reward(self, msg: RewardStamped) -> None:
+        item = Received(msg, time.time_ns())
+        self.received.append(item)
+        if self.on_message is not None:
+            self.on_message(item)
