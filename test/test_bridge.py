@@ -133,3 +133,57 @@ def test_reset_with_the_same_seed_gives_the_same_first_frame(ros_node, start_nod
     assert len(stamps) == len(set(stamps))  # no two frames share a stamp, across resets too
     refused = call(ros_node, client, ResetEpisode.Request(task="StackCube-v1", seed=1), timeout=60)
     assert not refused.accepted and "this bridge runs PickCube-v1" in refused.message
+
+
+def test_scripted_episodes_are_labelled_by_ground_truth_and_the_driver_exits(ros_node, start_node):
+    labels = listen(ros_node, SuccessLabel, "/success_label")
+    events = listen(ros_node, EpisodeEvent, "/episode/event")
+    images = listen(ros_node, Image, "/image_raw")
+    bridge = start_node(
+        "maniskill_bridge",
+        params={
+            "driver": "scripted",
+            "scripted_modes": ["success", "early_release"],
+            "target_success": 1,
+            "target_failure": 1,
+            "success_hold_steps": 12,
+            "real_time": False,
+            "seed": 1,
+        },
+    )
+    spin_until(ros_node, lambda: not bridge.alive(), 150, "both targets and the bridge's exit")
+    assert bridge.popen.returncode == 0, bridge.output()
+    assert "targets reached: 1 success and 1 failure" in bridge.output()
+    spin_until(ros_node, lambda: sum(e.event != EpisodeEvent.START for e in events) >= 2, 5, "the end events")
+    ends = [e for e in events if e.event != EpisodeEvent.START]
+    starts = [e for e in events if e.event == EpisodeEvent.START]
+    # each episode's mode and seed are announced at its start and end
+    assert [(e.mode, e.seed) for e in starts] == [("success", 1), ("early_release", 2)]
+    assert [(e.mode, e.seed) for e in ends] == [("success", 1), ("early_release", 2)]
+    assert [e.event for e in ends] == [EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE]
+    assert [e.label for e in ends] == [EpisodeEvent.LABEL_SUCCESS, EpisodeEvent.LABEL_FAILURE]
+    for start, end in zip(starts, ends, strict=True):
+        flags = [m.success for m in labels if m.episode_index == start.episode_index]
+        assert len(flags) == end.step + 1  # the first frame after reset, then one per step
+        assert flags[-1] == (end.label == EpisodeEvent.LABEL_SUCCESS)  # ground truth at the end
+        frames = [
+            m
+            for m in images
+            if stamp_to_nanoseconds(start.header.stamp)
+            <= stamp_to_nanoseconds(m.header.stamp)
+            <= stamp_to_nanoseconds(end.header.stamp)
+        ]
+        assert len(frames) == end.step + 1
+    success_flags = [m.success for m in labels if m.episode_index == starts[0].episode_index]
+    run = len(success_flags) - success_flags.index(True)
+    assert run >= 12 and all(success_flags[-run:])  # held the success pose success_hold_steps
+
+
+def test_scripted_driver_refuses_impossible_targets_clearly(ros_node, start_node):
+    bridge = start_node(
+        "maniskill_bridge",
+        params={"driver": "scripted", "scripted_modes": ["no_grasp"], "target_success": 3},
+    )
+    spin_until(ros_node, lambda: not bridge.alive(), 60, "the bridge to exit")
+    assert bridge.popen.returncode == 2
+    assert "target_success > 0 needs 'success' in scripted_modes" in bridge.output()

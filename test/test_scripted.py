@@ -62,3 +62,30 @@ def test_episodes_are_deterministic_per_seed(env):
 def test_unknown_mode(env):
     with pytest.raises(ValueError, match="mode 'wobble'"):
         run_pickcube(env, "wobble", 0, lambda obs, info: None)
+
+
+@pytest.mark.parametrize("task", ["PushCube-v1", "StackCube-v1"])
+def test_other_tasks_use_maniskills_planned_solutions(task):
+    import gymnasium as gym
+
+    from reward_model_sim.scripted import TASK_MODES, run_episode
+
+    e = gym.make(task, obs_mode="state", control_mode="pd_joint_pos", sim_backend="physx_cpu", num_envs=1)
+    try:
+        resets, flags = [], []
+        ok = run_episode(
+            e,
+            task,
+            "success",
+            0,
+            lambda obs, info: flags.append(bool(info["success"][0])),
+            hold_steps=5,
+            on_reset=lambda obs, info: resets.append(len(flags)),
+        )
+        assert ok and resets == [0] and all(flags[-5:])
+        assert not run_episode(e, task, "random", 0, lambda obs, info: None)
+        with pytest.raises(ValueError, match="does not exist for"):
+            run_episode(e, task, "grasp_offset", 0, lambda obs, info: None)
+        assert "grasp_offset" not in TASK_MODES[task]
+    finally:
+        e.close()

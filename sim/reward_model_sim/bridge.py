@@ -10,6 +10,14 @@ by one control period per step, so in real time it tracks the wall clock (latenc
 computed by other nodes stay meaningful) and as fast as possible it runs ahead. All
 stamps are simulation time; nodes that need it run with use_sim_time.
 
+Drivers: `policy` (the default) steps the task with the PolicyAction messages it receives,
+as a real robot would. `scripted` runs labelled episodes itself: ManiSkill's motion-planned
+solutions and perturbed versions that fail (reward_model_sim.scripted), published step by
+step exactly like policy episodes, with each episode's mode and seed in its EpisodeEvents.
+The scripted driver lives in the bridge, not in a separate node, because a motion planner
+needs the simulator's state (object poses, the robot model) and drives joint positions;
+sending its steps as end-effector deltas over a topic would lose both.
+
 Stepping happens in one thread; service calls (reset) are handed to it.
 """
 
@@ -21,8 +29,10 @@ import time
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from reward_msgs.msg import EpisodeEvent, PolicyAction, SuccessLabel
 from reward_msgs.srv import ResetEpisode
 from rosgraph_msgs.msg import Clock
@@ -42,11 +52,19 @@ from reward_model_ros.nodes.params import (
 )
 from reward_model_ros.ros.conversions import array_to_image, calibration_to_camera_info, seconds_to_stamp
 from reward_model_sim.env import TASKS, ManiSkillEnv, Observation, SimConfig, normalised_action
+from reward_model_sim.scripted import SCRIPTED_MODES, TASK_MODES, run_episode
 
 NODE_NAME = "maniskill_bridge"
 
 PARAMETERS = (
     Param("task", "PickCube-v1", "ManiSkill task", one_of(*TASKS), read_only=True),
+    Param(
+        "driver",
+        "policy",
+        "policy (steps with PolicyAction messages) | scripted (runs labelled scripted episodes)",
+        one_of("policy", "scripted"),
+        read_only=True,
+    ),
     Param(
         "sim_backend",
         "physx_cpu",
@@ -97,7 +115,50 @@ PARAMETERS = (
         "episode_event_topic", "episode/event", "reward_msgs/EpisodeEvent output", topic_name, read_only=True
     ),
     Param("log_throttle", 5.0, "seconds between repeated warnings (bad actions)", in_range(0.01, 3600.0)),
+    Param(
+        "scripted_modes",
+        list(SCRIPTED_MODES),
+        "scripted driver: modes to use; success episodes alternate with the failure modes in turn",
+        lambda v: (
+            None
+            if v and set(v) <= set(SCRIPTED_MODES)
+            else f"must be a non-empty list of {', '.join(SCRIPTED_MODES)}"
+        ),
+        read_only=True,
+    ),
+    Param(
+        "target_success",
+        5000,
+        "scripted driver: successful episodes to produce (counted by ground truth)",
+        at_least(0),
+        read_only=True,
+    ),
+    Param(
+        "target_failure",
+        5000,
+        "scripted driver: failed episodes to produce (counted by ground truth)",
+        at_least(0),
+        read_only=True,
+    ),
+    Param(
+        "success_hold_steps",
+        20,
+        "scripted driver: steps a finished episode keeps its final pose (success episodes "
+        "hold the success pose at least this long)",
+        at_least(0),
+        read_only=True,
+    ),
+    Param(
+        "exit_when_done",
+        True,
+        "scripted driver: exit (code 0) once both targets are met; false: stay up, idle",
+        read_only=True,
+    ),
 )
+
+
+class _Stopped(Exception):
+    """Raised inside a scripted episode when the node shuts down."""
 
 
 def _calibration(camera: str, frame: np.ndarray, k: np.ndarray) -> CameraCalibration:
@@ -118,14 +179,19 @@ class BridgeNode(Node):
         super().__init__(NODE_NAME)
         p = declare_parameters(self, PARAMETERS, on_change=lambda changes: self.p.update(changes))
         self.p = p
+        self.scripted = p["driver"] == "scripted"
+        if self.scripted:
+            self._check_scripted_parameters()
         cfg = SimConfig(
             task=p["task"],
             sim_backend=p["sim_backend"],
             render_backend=p["render_backend"],
             camera_width=p["camera_width"],
             camera_height=p["camera_height"],
-            max_episode_steps=p["max_episode_steps"],
+            # a motion planner ends its episodes itself; the step limit is for policies
+            max_episode_steps=100_000 if self.scripted else p["max_episode_steps"],
             show_goal=p["show_goal"],
+            control_mode="pd_joint_pos" if self.scripted else "pd_ee_delta_pose",
         )
         try:
             self.sim = ManiSkillEnv(cfg)
@@ -182,14 +248,52 @@ class BridgeNode(Node):
         self._stop = threading.Event()
         self.sim_time = time.time()
         self.bad_actions = 0
-        self._start_episode(obs, "policy")
-        self._thread = threading.Thread(target=self._run, name="maniskill-steps", daemon=True)
+        self.counts = {"success": 0, "failure": 0}
+        # spin_node spins until this completes (scripted targets met, exit_when_done)
+        self.finished = Future()
+        self._finished = threading.Event()
+        self.create_timer(0.2, lambda: self._finished.is_set() and self.finished.set_result(True))
+        self._episode_mode = "policy"
+        self._next_tick = time.monotonic()
+        if self.scripted:
+            self.episode = -1  # the first scripted episode resets the task itself
+            target = self._run_scripted
+        else:
+            self._start_episode(obs, "policy")
+            target = self._run
+        self._thread = threading.Thread(target=target, name="maniskill-steps", daemon=True)
         self._thread.start()
+        inputs = (
+            f"scripted episodes ({', '.join(p['scripted_modes'])}; targets {p['target_success']} "
+            f"success / {p['target_failure']} failure)"
+            if self.scripted
+            else f"actions on {p['action_topic']}"
+        )
         self.get_logger().info(
             f"{cfg.task} ({cfg.sim_backend}, {cfg.camera_width}x{cfg.camera_height}) at "
             f"{self.sim.control_freq:g} Hz{'' if p['real_time'] else ' (as fast as possible)'}; cameras "
-            f"{dict(zip(cameras, topics, strict=True))}; actions on {p['action_topic']}"
+            f"{dict(zip(cameras, topics, strict=True))}; {inputs}"
         )
+
+    def _check_scripted_parameters(self) -> None:
+        p = self.p
+        allowed = TASK_MODES[p["task"]]
+        unknown = [m for m in p["scripted_modes"] if m not in allowed]
+        if unknown:
+            raise ParameterError(
+                f"scripted_modes {unknown} do not exist for {p['task']}; its modes are {', '.join(allowed)}"
+            )
+        failures = [m for m in p["scripted_modes"] if m != "success"]
+        if p["target_success"] > 0 and "success" not in p["scripted_modes"]:
+            raise ParameterError(
+                "target_success > 0 needs 'success' in scripted_modes (or target_success:=0)"
+            )
+        if p["target_failure"] > 0 and not failures:
+            raise ParameterError(
+                "target_failure > 0 needs a failure mode in scripted_modes (or target_failure:=0)"
+            )
+        if p["target_success"] == 0 and p["target_failure"] == 0:
+            raise ParameterError("target_success and target_failure are both 0: nothing to do")
 
     # --- inputs -------------------------------------------------------------------------
     def _on_action(self, msg: PolicyAction) -> None:
@@ -219,6 +323,10 @@ class BridgeNode(Node):
             self._action, self._fresh = action, True
 
     def _on_reset(self, request, response):
+        if self.scripted:
+            response.accepted = False
+            response.message = "this bridge runs scripted episodes (driver: scripted); it resets itself"
+            return response
         done, result = threading.Event(), []
         with self._lock:
             self._reset_request = (request, done, result)
@@ -229,8 +337,6 @@ class BridgeNode(Node):
 
     # --- the stepping thread ------------------------------------------------------------
     def _run(self) -> None:
-        period = 1.0 / self.sim.control_freq
-        next_tick = time.monotonic()
         while not self._stop.is_set() and self.context.ok():
             try:
                 self._serve_reset()
@@ -242,13 +348,123 @@ class BridgeNode(Node):
                     f"simulation step failed: {type(exc).__name__}: {exc}",
                     throttle_duration_sec=self.p["log_throttle"],
                 )
-            if self.p["real_time"]:
-                next_tick += period
-                delay = next_tick - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                else:
-                    next_tick = time.monotonic()
+            self._pace()
+
+    def _pace(self) -> None:
+        """In real time, sleep until the next control period (never catch up a backlog)."""
+        if not self.p["real_time"]:
+            return
+        self._next_tick += 1.0 / self.sim.control_freq
+        delay = self._next_tick - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            self._next_tick = time.monotonic()
+
+    # --- the scripted driver ------------------------------------------------------------
+    def _scripted_mode(self, index: int) -> str | None:
+        """The mode of the next episode, or None when both targets are met. Success
+        episodes alternate with failure episodes while both are wanted; failure modes
+        take turns. A function of the counts only, so a run is reproducible."""
+        p = self.p
+        want_success = self.counts["success"] < p["target_success"]
+        want_failure = self.counts["failure"] < p["target_failure"]
+        failures = [m for m in p["scripted_modes"] if m != "success"]
+        if not (want_success or want_failure):
+            return None
+        if want_success and (not want_failure or index % 2 == 0):
+            return "success"
+        return failures[self._failure_turn % len(failures)]
+
+    def _run_scripted(self) -> None:
+        p = self.p
+        self._failure_turn = 0
+        index = 0
+        while not self._stop.is_set() and self.context.ok():
+            mode = self._scripted_mode(index)
+            if mode is None:
+                self._scripted_done()
+                return
+            if mode != "success":
+                self._failure_turn += 1
+            seed = p["seed"] + index
+            index += 1
+            try:
+                ok = self._scripted_episode(mode, seed)
+            except _Stopped:
+                return
+            except Exception as exc:  # a planner error: report it, keep producing episodes
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                self.get_logger().error(
+                    f"scripted episode {mode} seed {seed} failed: {type(exc).__name__}: {exc}"
+                )
+                self._event(
+                    EpisodeEvent.ABORT,
+                    self._last_obs,
+                    EpisodeEvent.LABEL_UNKNOWN,
+                    f"script error: {type(exc).__name__}: {exc}",
+                    mode,
+                )
+                continue
+            self.counts["success" if ok else "failure"] += 1
+            planned = "success" if mode == "success" else "failure"
+            outcome = "success" if ok else "failure"
+            note = "" if planned == outcome else f" (planned {planned}: labelled by the simulation)"
+            self._event(
+                EpisodeEvent.SUCCESS if ok else EpisodeEvent.FAILURE,
+                self._last_obs,
+                EpisodeEvent.LABEL_SUCCESS if ok else EpisodeEvent.LABEL_FAILURE,
+                f"scripted {mode}: {outcome} after {self._last_obs.step} steps{note}",
+                mode,
+            )
+            self.get_logger().info(
+                f"episode {self.episode} ({mode}, seed {seed}): {outcome}, "
+                f"{self._last_obs.step} steps{note}; "
+                f"{self.counts['success']}/{p['target_success']} success, "
+                f"{self.counts['failure']}/{p['target_failure']} failure"
+            )
+
+    def _scripted_episode(self, mode: str, seed: int) -> bool:
+        self.seed = seed
+
+        def on_reset(obs, info) -> None:
+            self._check_stop()
+            self._start_episode(self.sim.after_reset(obs, info), mode)
+
+        def on_step(obs, info) -> None:
+            self._check_stop()
+            self.sim.step_count += 1
+            self._last_obs = self.sim.observe(obs, info)
+            self.sim_time += 1.0 / self.sim.control_freq
+            self._publish(self._last_obs)
+            self._pace()
+
+        return run_episode(
+            self.sim.env,
+            self.sim.cfg.task,
+            mode,
+            seed,
+            on_step,
+            hold_steps=self.p["success_hold_steps"],
+            on_reset=on_reset,
+        )
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set() or not self.context.ok():
+            raise _Stopped
+
+    def _scripted_done(self) -> None:
+        p = self.p
+        self.get_logger().info(
+            f"targets reached: {self.counts['success']} success and {self.counts['failure']} failure "
+            f"episodes (targets {p['target_success']} / {p['target_failure']})"
+            + ("; exiting" if p["exit_when_done"] else "; idle")
+        )
+        # the last EpisodeEvent must reach reliable subscribers (recorders) before we go
+        self.event_pub.wait_for_all_acked(Duration(seconds=5.0))
+        if p["exit_when_done"]:
+            self._finished.set()  # the executor's timer ends spinning: main() returns 0
 
     def _serve_reset(self) -> None:
         with self._lock:
@@ -316,6 +532,7 @@ class BridgeNode(Node):
         self._last_gripper = 1.0  # open
         with self._lock:
             self._action, self._fresh = None, False
+        self._last_obs = obs
         self._event(EpisodeEvent.START, obs, EpisodeEvent.LABEL_UNKNOWN, "", mode)
         self._publish(obs)
 

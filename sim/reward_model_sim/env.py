@@ -36,6 +36,8 @@ class SimConfig:
     """episode step limit (planned PickCube episodes take 60-106 steps)"""
     show_goal: bool = True
     """make the task's goal marker visible to the sensor cameras (PickCube hides it)"""
+    control_mode: str = "pd_ee_delta_pose"
+    """pd_ee_delta_pose for policies (PolicyAction); pd_joint_pos for the scripted driver"""
 
 
 @dataclass
@@ -86,7 +88,7 @@ class ManiSkillEnv:
         self.env = gym.make(
             cfg.task,
             obs_mode="rgb",
-            control_mode="pd_ee_delta_pose",
+            control_mode=cfg.control_mode,
             num_envs=1,
             sim_backend=cfg.sim_backend,
             render_backend=cfg.render_backend,
@@ -108,19 +110,26 @@ class ManiSkillEnv:
 
     def reset(self, seed: int) -> Observation:
         obs, info = self.env.reset(seed=int(seed))
+        return self.after_reset(obs, info)
+
+    def after_reset(self, obs, info) -> Observation:
+        """The first observation of an episode, with the goal shown when configured (also
+        for resets done by someone else, e.g. a motion planner stepping `self.env`)."""
         if self.cfg.show_goal:
             self._show_goal()
             obs = self.unwrapped.get_obs()
         self.step_count = 0
-        return self._observation(obs, info)
+        return self.observe(obs, info)
 
     def step(self, action: np.ndarray) -> tuple[Observation, bool]:
         """Apply one normalised action; returns the observation and whether the step limit was hit."""
         obs, _reward, _terminated, truncated, info = self.env.step(np.asarray(action, np.float32)[None])
         self.step_count += 1
-        return self._observation(obs, info), bool(_np(truncated).any())
+        return self.observe(obs, info), bool(_np(truncated).any())
 
-    def _observation(self, obs, info) -> Observation:
+    def observe(self, obs, info, step: int | None = None) -> Observation:
+        """A raw ManiSkill observation + info as an `Observation` (step: the episode's step
+        count; default the count of `step()` calls since the last reset)."""
         frames = {name: _np(data["rgb"])[0] for name, data in obs["sensor_data"].items()}
         intrinsics = {name: _np(p["intrinsic_cv"])[0] for name, p in obs.get("sensor_param", {}).items()}
         tcp = self.unwrapped.agent.tcp.pose
@@ -136,7 +145,7 @@ class ManiSkillEnv:
             tcp_position=_np(tcp.p)[0].astype(float),
             tcp_orientation=np.array([wxyz[1], wxyz[2], wxyz[3], wxyz[0]], float),
             success=bool(_np(info.get("success", False)).reshape(-1)[0]),
-            step=self.step_count,
+            step=self.step_count if step is None else step,
             extras=extras,
         )
 

@@ -7,6 +7,11 @@ grasp_offset (grasp beside the cube), no_grasp (never close the gripper), early_
 targets), stop_short (stop well before the goal), random (uniform random joint targets).
 Each is deterministic per seed. The planner drives `pd_joint_pos`, so scripted episodes
 need an environment made with that control mode.
+
+PushCube-v1, StackCube-v1 and PegInsertionSide-v1 have ManiSkill's planned solutions too;
+for them the modes are success (the solution, then the hold), joint_noise (the solution
+with noisy joint targets) and random. The other failure modes need task-specific grasp
+geometry and exist for PickCube-v1 only.
 """
 
 from __future__ import annotations
@@ -25,19 +30,36 @@ SCRIPTED_MODES = (
     "stop_short",
     "random",
 )
+GENERIC_MODES = ("success", "joint_noise", "random")
+TASK_MODES = {
+    "PickCube-v1": SCRIPTED_MODES,
+    "PushCube-v1": GENERIC_MODES,
+    "StackCube-v1": GENERIC_MODES,
+    "PegInsertionSide-v1": GENERIC_MODES,
+}
 
 
 class StepHook(gym.Wrapper):
-    """Calls `on_step(obs, info)` after every env.step (the planner steps the env itself),
-    optionally adding Gaussian noise to the arm's joint targets."""
+    """Calls `on_step(obs, info)` after every env.step (the planner steps the env itself)
+    and `on_reset(obs, info)` after every reset, optionally adding Gaussian noise to the
+    arm's joint targets."""
 
-    def __init__(self, env, on_step: Callable, noise: float = 0.0, seed: int = 0) -> None:
+    def __init__(
+        self,
+        env,
+        on_step: Callable,
+        noise: float = 0.0,
+        seed: int = 0,
+        on_reset: Callable | None = None,
+    ) -> None:
         super().__init__(env)
         self.on_step = on_step
+        self.on_reset = on_reset
         self.noise = noise
         self.rng = np.random.default_rng(seed)
         self.steps = 0
         self.last_action: np.ndarray | None = None
+        self.last_info: dict = {}
 
     def step(self, action):
         action = np.array(action, dtype=np.float32, copy=True)
@@ -46,7 +68,16 @@ class StepHook(gym.Wrapper):
         self.last_action = action
         out = self.env.step(action)
         self.steps += 1
+        self.last_info = out[4]
         self.on_step(out[0], out[4])
+        return out
+
+    def reset(self, **kwargs):
+        out = self.env.reset(**kwargs)
+        self.steps = 0
+        self.last_action = None
+        if self.on_reset is not None:
+            self.on_reset(*out)
         return out
 
 
@@ -55,7 +86,59 @@ def _success(info) -> bool:
     return bool(np.asarray(value.cpu() if hasattr(value, "cpu") else value).reshape(-1)[0])
 
 
-def run_pickcube(env, mode: str, seed: int, on_step: Callable, hold_steps: int = 20) -> bool:
+def _hold(hook: StepHook, steps: int) -> None:
+    """Keep the last joint target (the final pose) for `steps` more steps."""
+    if hook.last_action is not None:
+        for _ in range(steps):
+            hook.step(hook.last_action)
+
+
+def _random_episode(hook: StepHook, seed: int, steps: int = 60) -> None:
+    rng = np.random.default_rng(seed)
+    hook.reset(seed=seed)
+    limits = hook.unwrapped.agent.robot.get_qlimits()[0, :7].cpu().numpy()
+    for _ in range(steps):
+        target = rng.uniform(limits[:, 0], limits[:, 1]) * 0.5
+        hook.step(np.concatenate([target, [rng.choice([-1.0, 1.0])]]).astype(np.float32))
+
+
+def run_episode(
+    env,
+    task: str,
+    mode: str,
+    seed: int,
+    on_step: Callable,
+    hold_steps: int = 20,
+    on_reset: Callable | None = None,
+) -> bool:
+    """Run one scripted episode of `task` on a pd_joint_pos env; returns the final success."""
+    if task == "PickCube-v1":
+        return run_pickcube(env, mode, seed, on_step, hold_steps, on_reset)
+    modes = TASK_MODES.get(task)
+    if modes is None:
+        raise ValueError(f"no scripted episodes for {task!r}; tasks: {', '.join(TASK_MODES)}")
+    if mode not in modes:
+        raise ValueError(f"mode {mode!r} does not exist for {task}: choose from {', '.join(modes)}")
+    from mani_skill.examples.motionplanning.panda import solutions
+
+    hook = StepHook(env, on_step, noise=0.15 if mode == "joint_noise" else 0.0, seed=seed, on_reset=on_reset)
+    if mode == "random":
+        _random_episode(hook, seed)
+    else:
+        solve = getattr(solutions, "solve" + task.split("-")[0])
+        solve(hook, seed=seed, debug=False, vis=False)  # resets through the hook
+        _hold(hook, hold_steps)
+    return _success(hook.last_info)
+
+
+def run_pickcube(
+    env,
+    mode: str,
+    seed: int,
+    on_step: Callable,
+    hold_steps: int = 20,
+    on_reset: Callable | None = None,
+) -> bool:
     """Run one scripted PickCube episode on a pd_joint_pos env; returns the final success."""
     import sapien
     from mani_skill.examples.motionplanning.base_motionplanner.utils import (
@@ -67,30 +150,12 @@ def run_pickcube(env, mode: str, seed: int, on_step: Callable, hold_steps: int =
     if mode not in SCRIPTED_MODES:
         raise ValueError(f"mode {mode!r}: must be one of {', '.join(SCRIPTED_MODES)}")
     rng = np.random.default_rng(seed)
-    hook = StepHook(env, on_step, noise=0.15 if mode == "joint_noise" else 0.0, seed=seed)
+    hook = StepHook(env, on_step, noise=0.15 if mode == "joint_noise" else 0.0, seed=seed, on_reset=on_reset)
+    if mode == "random":
+        _random_episode(hook, seed)
+        return _success(hook.last_info)
     hook.reset(seed=seed)
     base = hook.unwrapped
-    last_info: dict = {}
-
-    def track(obs, info):
-        last_info.clear()
-        last_info.update(info)
-
-    inner = hook.on_step
-    hook.on_step = lambda obs, info: (track(obs, info), inner(obs, info))
-
-    if mode == "random":
-        low, high = (
-            base.agent.robot.get_qlimits()[0, :7, 0].cpu().numpy(),
-            base.agent.robot.get_qlimits()[0, :7, 1].cpu().numpy(),
-        )
-        for _ in range(60):
-            target = np.concatenate([rng.uniform(low, high) * 0.5, [rng.choice([-1.0, 1.0])]]).astype(
-                np.float32
-            )
-            hook.step(target)
-        return _success(last_info)
-
     planner = PandaArmMotionPlanningSolver(
         hook,
         debug=False,
@@ -124,9 +189,7 @@ def run_pickcube(env, mode: str, seed: int, on_step: Callable, hold_steps: int =
         planner.move_to_pose_with_screw(sapien.Pose(goal, grasp_pose.q))
         # hold the final pose (the success pose in mode success) so that successful
         # episodes show at least hold_steps success frames
-        if hook.last_action is not None:
-            for _ in range(hold_steps):
-                hook.step(hook.last_action)
+        _hold(hook, hold_steps)
     finally:
         planner.close()
-    return _success(last_info)
+    return _success(hook.last_info)

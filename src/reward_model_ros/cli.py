@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--arch", default="resnet18", help="classifier backbone")
     demo.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp16")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
+    demo.add_argument(
+        "--episodes", type=int, default=2, help="simulation: scripted success and failure episodes, each"
+    )
 
     chk = sub.add_parser(
         "check-interfaces", help="round-trip every reward_msgs type through interface_echo_node"
@@ -120,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
                     arch=args.arch,
                     precision=args.precision,
                     timeout=args.timeout,
+                    episodes=args.episodes,
                 )
             )
         if args.command == "check-interfaces":

@@ -11,7 +11,8 @@ from reward_model_ros.nodes.params import ParameterError
 
 
 def spin_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
-    """Create the node with `factory`, spin it until Ctrl-C / SIGTERM, then clean up.
+    """Create the node with `factory`, spin it until Ctrl-C / SIGTERM (or until its
+    `finished` future, if it has one, completes: a node that ends its own job), then clean up.
 
     A `ParameterError` (or FileNotFoundError, e.g. a missing checkpoint) during start-up is
     printed as one clear line and exits with code 2 instead of a traceback.
@@ -23,7 +24,11 @@ def spin_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     try:
         rclpy.init(args=args)
         node = factory()
-        rclpy.spin(node)
+        finished = getattr(node, "finished", None)
+        if finished is not None:
+            rclpy.spin_until_future_complete(node, finished)
+        else:
+            rclpy.spin(node)
     except (ParameterError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
