@@ -70,11 +70,12 @@ def test_round_trip_detects_a_changed_field(ros_node, start_node):
     assert _diff_fields(sent, got) == "fields differ: success"
 
 
-def test_demo_command_runs_both_stages(tmp_path):
-    """`reward-model demo` (what `make demo` runs): interfaces, then camera_node -> reward_node."""
+def test_demo_command_runs_every_stage(tmp_path):
+    """`reward-model demo` (what `make demo` runs): interfaces, camera_node -> reward_node,
+    then scripted simulation episodes -> reward_node with ground truth per episode."""
     exe = os.path.join(os.path.dirname(sys.executable), "reward-model")
     out = subprocess.run(
-        [exe, "demo", "--frames", "30", "--arch", "resnet10", "--out", str(tmp_path)],
+        [exe, "demo", "--frames", "30", "--arch", "resnet10", "--episodes", "1", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -86,6 +87,16 @@ def test_demo_command_runs_both_stages(tmp_path):
     assert scored and "/30 frames" in scored[0] and "camera_node exit code 0" in scored[0]
     assert "latency from frame capture to reward here: p50" in out.stdout
     assert (tmp_path / "camera.avi").is_file() and (tmp_path / "reward_node.log").is_file()
+    # stage 3: one row per episode: index, mode, seed, truth, success frames, mean p (frames)
+    lines = out.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("episode  mode"))
+    rows = [line.split() for line in lines[header + 1 : header + 3]]
+    assert [(r[1], r[2], r[3]) for r in rows] == [
+        ("success", "0", "success"),
+        ("grasp_offset", "1", "failure"),
+    ]
+    assert int(rows[0][4]) >= 20 and int(rows[1][4]) == 0  # success frames: held >= success_hold_steps
+    assert all(0.0 <= float(r[5]) <= 1.0 and int(r[6].strip("()")) > 20 for r in rows)
 
 
 def test_check_without_echo_node_fails_fast_and_says_why(ros_domain):
