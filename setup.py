@@ -12,6 +12,7 @@ NODES = {
     "reward_node": "reward_model_ros.nodes.reward:main",
     "camera_node": "reward_model_ros.nodes.camera:main",
     "maniskill_bridge": "reward_model_sim.bridge:main",
+    "recorder_node": "reward_model_ros.nodes.recorder:main",
 }
 
 setup(

@@ -29,6 +29,8 @@ import time
 
 import numpy as np
 from geometry_msgs.msg import PoseStamped
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -113,6 +115,14 @@ PARAMETERS = (
     Param("action_topic", "action", "reward_msgs/PolicyAction input", topic_name, read_only=True),
     Param(
         "episode_event_topic", "episode/event", "reward_msgs/EpisodeEvent output", topic_name, read_only=True
+    ),
+    Param(
+        "wait_for_subscribers",
+        [],
+        "topics (as published, e.g. episode/event, image_raw) that must have a subscriber before "
+        "the first episode starts: a recorder then sees every episode from its first frame",
+        read_only=True,
+        array_type="string",
     ),
     Param("log_throttle", 5.0, "seconds between repeated warnings (bad actions)", in_range(0.01, 3600.0)),
     Param(
@@ -252,15 +262,15 @@ class BridgeNode(Node):
         # spin_node spins until this completes (scripted targets met, exit_when_done)
         self.finished = Future()
         self._finished = threading.Event()
-        self.create_timer(0.2, lambda: self._finished.is_set() and self.finished.set_result(True))
+        self.create_timer(
+            0.2,
+            lambda: self._finished.is_set() and self.finished.set_result(True),
+            clock=RosClock(clock_type=ClockType.STEADY_TIME),  # fires under use_sim_time too
+        )
         self._episode_mode = "policy"
         self._next_tick = time.monotonic()
-        if self.scripted:
-            self.episode = -1  # the first scripted episode resets the task itself
-            target = self._run_scripted
-        else:
-            self._start_episode(obs, "policy")
-            target = self._run
+        self._first_obs = obs
+        target = self._run_scripted if self.scripted else self._run
         self._thread = threading.Thread(target=target, name="maniskill-steps", daemon=True)
         self._thread.start()
         inputs = (
@@ -336,7 +346,34 @@ class BridgeNode(Node):
         return result[0]
 
     # --- the stepping thread ------------------------------------------------------------
+    def _wait_for_subscribers(self) -> bool:
+        """Block until every topic in wait_for_subscribers has a subscriber; False if stopping."""
+        wanted = {self.resolve_topic_name(t) for t in self.p["wait_for_subscribers"]}
+        # our own publishers count *matched* subscriptions (DDS ready to deliver), not just
+        # subscriptions the graph has heard of
+        own = {pub.topic_name: pub for pub in self.publishers}
+
+        def subscribers(topic: str) -> int:
+            return own[topic].get_subscription_count() if topic in own else self.count_subscribers(topic)
+
+        last_log = 0.0
+        while not self._stop.is_set() and self.context.ok():
+            waiting = sorted(t for t in wanted if subscribers(t) == 0)
+            if not waiting:
+                return True
+            if time.monotonic() - last_log > 10.0:
+                last_log = time.monotonic()
+                self.get_logger().info(
+                    f"waiting for subscribers on {', '.join(waiting)} before the first episode"
+                )
+            time.sleep(0.1)
+        return False
+
     def _run(self) -> None:
+        if not self._wait_for_subscribers():
+            return
+        self._start_episode(self._first_obs, "policy")
+        self._next_tick = time.monotonic()
         while not self._stop.is_set() and self.context.ok():
             try:
                 self._serve_reset()
@@ -378,6 +415,8 @@ class BridgeNode(Node):
 
     def _run_scripted(self) -> None:
         p = self.p
+        if not self._wait_for_subscribers():
+            return
         self._failure_turn = 0
         index = 0
         while not self._stop.is_set() and self.context.ok():

@@ -17,6 +17,8 @@ import threading
 import time
 
 import torch
+from rclpy.clock import Clock as RosClock
+from rclpy.clock import ClockType
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
@@ -330,11 +332,13 @@ class RewardNode(Node):
         self._reported = (0, 0)
         self._last: tuple | None = None  # (header, scored, probability) of the latest frame set
         self._pending_qos: dict[int, str] = {}
+        steady = RosClock(clock_type=ClockType.STEADY_TIME)
         for index, topic in enumerate(self.topics):
             self._subscribe(index, topic)
         if self._pending_qos:
-            self._qos_timer = self.create_timer(0.5, self._resolve_auto_qos)
-        self.create_timer(10.0, self._report_drops)
+            # steady: under use_sim_time a ROS-time timer would wait for /clock
+            self._qos_timer = self.create_timer(0.5, self._resolve_auto_qos, clock=steady)
+        self.create_timer(10.0, self._report_drops, clock=steady)
         self._worker = threading.Thread(target=self._work, name="reward-inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
