@@ -15,6 +15,11 @@ def spin_until(node: Node, predicate: Callable[[], bool], timeout: float, what: 
         raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
 
 
+def spin_for(node: Node, seconds: float) -> None:
+    """Process `node`'s callbacks for `seconds`."""
+    _spin(node, lambda: False, seconds)
+
+
 def wait_for_topic(node: Node, topic: str, timeout: float = 15.0) -> None:
     """Wait until some process publishes `topic` (absolute name)."""
     spin_until(node, lambda: node.count_publishers(topic) > 0, timeout, f"a publisher of {topic}")
