@@ -2,6 +2,8 @@
 
 reward-model demo                 the main job on the embedded default (see README)
 reward-model check-interfaces     round-trip every reward_msgs type through an echo node
+reward-model process BAGS --out D build a training set from episode bags (key=value overrides)
+reward-model recover BAGS         rebuild bags whose recorder was killed
 """
 
 from __future__ import annotations
@@ -80,6 +82,73 @@ def check_interfaces(spawn_echo: bool, echo_node: str, timeout: float) -> int:
         return 0 if passed == len(results) else 1
 
 
+def process(args) -> int:
+    from tqdm import tqdm
+
+    from reward_model_ros.core.overrides import OverrideError, apply_overrides
+    from reward_model_ros.data.bags import BagError
+    from reward_model_ros.data.dataset import ProcessConfig, build_dataset
+
+    overrides = [a for a in args.inputs if "=" in a]
+    paths = [Path(a) for a in args.inputs if "=" not in a]
+    try:
+        cfg = apply_overrides(ProcessConfig(), overrides, args.config)
+    except OverrideError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar = tqdm(total=0, unit="bag", dynamic_ncols=True, file=sys.stderr)
+
+    def progress(n: int, total: int, what: str) -> None:
+        if bar.total != total or n == 0:
+            bar.reset(total=total)
+        bar.n = n + 1
+        bar.set_postfix_str(Path(what.replace("writing ", "")).name)
+        bar.refresh()
+
+    start = time.monotonic()
+    try:
+        summary = build_dataset(
+            paths, args.out, cfg.data, log=lambda m: tqdm.write(m, file=sys.stderr), progress=progress
+        )
+    except (BagError, FileExistsError, ValueError) as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    bar.close()
+    elapsed = time.monotonic() - start
+    print(
+        f"dataset in {args.out}: {summary['samples']} samples from cameras {summary['cameras']} "
+        f"({elapsed:.1f} s, {summary['samples'] / max(elapsed, 1e-9):.0f} samples/s)"
+    )
+    print(f"{'split':<6} {'success eps':>11} {'failure eps':>11} {'positive':>9} {'negative':>9}")
+    for split, c in summary["splits"].items():
+        print(
+            f"{split:<6} {c['episodes_success']:>11} {c['episodes_failure']:>11} "
+            f"{c['frames_positive']:>9} {c['frames_negative']:>9}"
+        )
+    if summary["skipped_bags"]:
+        print(f"{len(summary['skipped_bags'])} bag(s) skipped (reasons above and in summary.json)")
+    return 0
+
+
+def recover(bags: list[Path]) -> int:
+    from reward_model_ros.data.bags import BagError, needs_recovery, recover_bag
+
+    code = 0
+    for bag in bags:
+        if not needs_recovery(bag):
+            print(f"{bag}: nothing to recover (it has metadata.yaml, or no .mcap file)")
+            continue
+        try:
+            counts = recover_bag(bag)
+            detail = ", ".join(f"{t} {n}" for t, n in counts.items())
+            print(f"{bag}: recovered {sum(counts.values())} messages ({detail})")
+        except BagError as exc:
+            print(f"{bag}: {exc}", file=sys.stderr)
+            code = 1
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reward-model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,8 +180,36 @@ def main(argv: list[str] | None = None) -> int:
     chk.add_argument("--echo-node", default="interface_echo", help="name of the echo node")
     chk.add_argument("--timeout", type=float, default=20.0, help="seconds to wait per interface")
 
-    args = parser.parse_args(argv)
+    proc = sub.add_parser(
+        "process",
+        help="build a training set from episode bags",
+        description="Build a dataset from rosbag2 episode bags. Overrides: data.KEY=VALUE "
+        "(see README, 'Dataset builder'); e.g. data.fail_success_ratio=2 data.val_fraction=0.2",
+    )
+    proc.add_argument(
+        "inputs",
+        nargs="+",
+        help="bag folders, or folders holding bags (searched recursively), then key=value overrides",
+    )
+    proc.add_argument("--out", type=Path, required=True, help="output directory (must not hold a dataset)")
+    proc.add_argument(
+        "--config", type=Path, action="append", default=[], help="YAML file(s) with data.* keys"
+    )
+
+    rec = sub.add_parser("recover", help="rebuild bags whose recorder was killed (no metadata.yaml)")
+    rec.add_argument("bags", nargs="+", type=Path)
+
+    # `process` takes paths and key=value overrides on both sides of --out
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "process" and not any(e.startswith("-") for e in extra):
+        args.inputs += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if args.command == "process":
+            return process(args)
+        if args.command == "recover":
+            return recover(args.bags)
         if args.command == "demo":
             from reward_model_ros.demo import DemoConfig, run_demo
 

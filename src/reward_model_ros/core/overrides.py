@@ -1,0 +1,59 @@
+"""`key=value` overrides on top of a dataclass config (OmegaConf), with errors a user can act on."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+
+class OverrideError(ValueError):
+    """An override that does not name a known key or has a value of the wrong type."""
+
+
+def _keys(cfg: Any, prefix: str = "") -> list[str]:
+    out = []
+    for k, v in cfg.items():
+        name = f"{prefix}{k}"
+        if OmegaConf.is_dict(v):
+            out += _keys(v, name + ".")
+        else:
+            out.append(name)
+    return out
+
+
+def apply_overrides(defaults: Any, overrides: Sequence[str] = (), yaml_files: Iterable[Path] = ()) -> Any:
+    """`defaults` (a dataclass instance) + YAML files + `key=value` strings -> an OmegaConf
+    config (attribute access, typed). Unknown keys are errors that list the close matches."""
+    cfg = OmegaConf.structured(defaults)
+    known = _keys(cfg)
+    for path in yaml_files:
+        try:
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        except (ConfigKeyError, ConfigAttributeError) as exc:
+            raise OverrideError(f"{path}: {_unknown(str(exc), known)}") from exc
+        except (OmegaConfBaseException, OSError) as exc:
+            raise OverrideError(f"{path}: {exc}") from exc
+    for item in overrides:
+        if "=" not in item:
+            raise OverrideError(f"{item!r}: overrides are key=value, e.g. data.val_fraction=0.2")
+        key, _, value = item.partition("=")
+        key = key.strip()
+        if key not in known:
+            raise OverrideError(_unknown(key, known))
+        try:
+            cfg.merge_with_dotlist([f"{key}={value}"])
+        except ValidationError as exc:
+            raise OverrideError(f"{key}={value}: {str(exc).splitlines()[0]}") from exc
+    return cfg
+
+
+def _unknown(key: str, known: list[str]) -> str:
+    key = key.split("\n")[0].replace("Key '", "").strip("'")
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown key {key!r}{hint} (keys: {', '.join(known)})"

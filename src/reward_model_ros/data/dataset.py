@@ -1,0 +1,495 @@
+"""The dataset builder (`reward-model process`): episode bags in, a training set out.
+
+Reads the recorder's episode bags (one bag = one episode, label in episode.json) and plain
+`ros2 bag record` bags (mcap or sqlite3; episodes from EpisodeEvents in the bag, or one
+label for the whole bag). Frames are labelled per frame: inside a successful episode a frame
+is positive when the latest SuccessLabel at or before its stamp says success (or, without
+SuccessLabels, when it is among the episode's last `success_tail_frames`); every frame of a
+failed episode is negative. Cameras are grouped by stamp into one sample. Episodes, not
+frames, are split into train and validation: consecutive frames are near-identical and must
+not sit on both sides.
+
+Three passes over each bag keep memory flat: labels, events and actions first; then the
+image stamps (read from the serialized header, nothing decoded); then only the frames that
+were chosen are decoded and written.
+
+Output (`--out DIR`): `images/<episode>/<frame>_<camera>.png|jpg`, `manifest.jsonl` (one
+sample per line: episode, frame, stamp_ns, label, split, images {camera: path}),
+`summary.json` (counts per class and split, skipped bags with the reason, the config).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from reward_model_ros.core.images import decode
+from reward_model_ros.data.bags import BagError, bag_dirs, header_stamp_ns, needs_recovery, read_episode_info
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+@dataclass
+class DataConfig:
+    image_topics: list[str] = field(default_factory=list)
+    """image topics to use, first = reference camera; empty = every Image/CompressedImage topic"""
+    label_source: str = "auto"
+    """auto (episode.json + SuccessLabels; else EpisodeEvents) | events | success | failure"""
+    label_topic: str = "/success_label"
+    """reward_msgs/SuccessLabel topic with per-frame ground truth"""
+    event_topic: str = "/episode/event"
+    """reward_msgs/EpisodeEvent topic delimiting episodes in plain bags"""
+    success_tail_frames: int = 20
+    """successful episodes without SuccessLabels: the last N frames are positive (0 = all)"""
+    action_topic: str = "/action"
+    """reward_msgs/PolicyAction topic, for drop_idle"""
+    drop_idle: bool = False
+    """drop frames whose latest action is no motion with an unchanged gripper (as RLinf's real-world data)"""
+    idle_threshold: float = 1e-4
+    """metres / radians below which an action counts as no motion"""
+    num_samples_per_episode: int = 0
+    """frames sampled per episode (0 = all)"""
+    fail_success_ratio: float = 0.0
+    """negatives kept per positive, by random sampling of the surplus class (0 = keep all)"""
+    val_fraction: float = 0.2
+    """share of episodes (per label) held out for validation"""
+    seed: int = 0
+    """sampling and split seed"""
+    image_format: str = "png"
+    """png | jpg"""
+    jpeg_quality: int = 95
+    """for jpg"""
+    sync_tolerance: float = 0.02
+    """seconds: cameras' frames further apart than this are not one sample"""
+    debug_save_dir: str = ""
+    """if set, a contact sheet of sample frames per class and split goes there"""
+    debug_samples: int = 25
+    """frames per contact sheet"""
+
+
+@dataclass
+class ProcessConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+@dataclass
+class Episode:
+    key: str
+    bag: Path
+    label: int  # 1 success, 0 failure
+    start_ns: int
+    end_ns: int
+    info: dict[str, Any] = field(default_factory=dict)
+    frames: list[tuple[int, dict[str, int]]] = field(default_factory=list)
+    """(reference stamp, {topic: stamp}) per sample"""
+    labels: list[int] = field(default_factory=list)
+    split: str = "train"
+
+
+class Skip(Exception):
+    """A bag (or an episode) that is left out, with the reason."""
+
+
+def _reader(bag: Path):
+    from rosbags.highlevel import AnyReader
+
+    return AnyReader([bag])
+
+
+def _first_pass(reader, cfg: DataConfig) -> dict[str, list]:
+    """Labels, events and actions (small messages) as (stamp, value) lists in stamp order."""
+    wanted = {cfg.label_topic: "labels", cfg.event_topic: "events", cfg.action_topic: "actions"}
+    conns = [c for c in reader.connections if c.topic in wanted]
+    out: dict[str, list] = {"labels": [], "events": [], "actions": []}
+    for conn, _t, raw in reader.messages(connections=conns):
+        msg = reader.deserialize(raw, conn.msgtype)
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        kind = wanted[conn.topic]
+        if kind == "labels":
+            out["labels"].append((stamp, bool(msg.success)))
+        elif kind == "events":
+            out["events"].append((stamp, int(msg.event), int(msg.label), msg))
+        else:
+            d, r = msg.delta_position, msg.delta_orientation
+            motion = max(abs(d.x), abs(d.y), abs(d.z), abs(r.x), abs(r.y), abs(r.z))
+            out["actions"].append((stamp, motion, float(msg.gripper)))
+    for v in out.values():
+        v.sort(key=lambda x: x[0])
+    return out
+
+
+def _image_stamps(reader, topics: list[str]) -> dict[str, list[int]]:
+    conns = [c for c in reader.connections if c.topic in topics]
+    stamps: dict[str, list[int]] = {t: [] for t in topics}
+    for conn, _t, raw in reader.messages(connections=conns):
+        stamps[conn.topic].append(header_stamp_ns(raw))
+    for v in stamps.values():
+        v.sort()
+    return stamps
+
+
+def _group(stamps: dict[str, list[int]], topics: list[str], tolerance_ns: int) -> tuple[list, int]:
+    """One sample per reference frame with the nearest frame of every other camera."""
+    samples, unmatched = [], 0
+    for t in stamps[topics[0]]:
+        group = {topics[0]: t}
+        for other in topics[1:]:
+            s = stamps[other]
+            i = bisect_right(s, t)
+            best = min((s[j] for j in (i - 1, i) if 0 <= j < len(s)), key=lambda x: abs(x - t), default=None)
+            if best is None or abs(best - t) > tolerance_ns:
+                group = None
+                break
+            group[other] = best
+        if group is None:
+            unmatched += 1
+        else:
+            samples.append((t, group))
+    return samples, unmatched
+
+
+def _latest(series: list[tuple], stamp: int) -> tuple | None:
+    i = bisect_right([s[0] for s in series], stamp)
+    return series[i - 1] if i else None
+
+
+def _episodes_of(bag: Path, info: dict | None, first: dict[str, list], cfg: DataConfig) -> list[Episode]:
+    source = cfg.label_source
+    key = bag.name if info is None else f"{bag.parent.name}_{bag.name}"
+    if source in ("success", "failure"):
+        return [Episode(key, bag, int(source == "success"), -(2**62), 2**62)]
+    if info is not None and source == "auto":
+        label = info.get("label")
+        if label not in ("success", "failure"):
+            raise Skip(f"episode labelled {label!r} (aborted or unlabelled episodes are not used)")
+        return [
+            Episode(
+                key,
+                bag,
+                int(label == "success"),
+                int(info.get("start_stamp_ns", -(2**62))),
+                int(info.get("end_stamp_ns", 2**62)),
+                info,
+            )
+        ]
+    # plain bag: episodes from the EpisodeEvents in it
+    episodes, start = [], None
+    for stamp, event, label, msg in first["events"]:
+        if event == 0:  # START
+            start = (stamp, msg)
+        elif start is not None:
+            if label in (0, 1):
+                n = len(episodes)
+                meta = {"task": msg.task, "mode": start[1].mode, "seed": int(start[1].seed)}
+                episodes.append(Episode(f"{key}_ep{n:04d}", bag, label, start[0], stamp, meta))
+            start = None
+    if not episodes:
+        raise Skip(
+            f"no labelled episodes: no EpisodeEvent START/end pairs with a label on {cfg.event_topic}. "
+            "For a bag that is one episode give data.label_source=success or =failure"
+        )
+    return episodes
+
+
+def _label_frames(ep: Episode, first: dict[str, list], cfg: DataConfig) -> None:
+    if ep.label == 0:
+        ep.labels = [0] * len(ep.frames)
+        return
+    if first["labels"]:
+        ep.labels = [int(bool((_latest(first["labels"], t) or (0, False))[1])) for t, _ in ep.frames]
+        return
+    n = len(ep.frames)
+    tail = n if cfg.success_tail_frames <= 0 else min(n, cfg.success_tail_frames)
+    ep.labels = [0] * (n - tail) + [1] * tail
+
+
+def _drop_idle(ep: Episode, first: dict[str, list], cfg: DataConfig) -> int:
+    actions = first["actions"]
+    if not actions:
+        return 0
+    keep_frames, keep_labels, dropped, prev_grip = [], [], 0, None
+    for (t, group), label in zip(ep.frames, ep.labels, strict=True):
+        a = _latest(actions, t)
+        idle = (
+            a is not None
+            and a[1] < cfg.idle_threshold
+            and (prev_grip is None or abs(a[2] - prev_grip) < 1e-6)
+        )
+        if a is not None:
+            prev_grip = a[2]
+        if idle:
+            dropped += 1
+        else:
+            keep_frames.append((t, group))
+            keep_labels.append(label)
+    ep.frames, ep.labels = keep_frames, keep_labels
+    return dropped
+
+
+def _split(episodes: list[Episode], fraction: float, rng: random.Random) -> None:
+    """Per label, a `fraction` of the episodes (at least one when there are two or more) go to val."""
+    for label in (0, 1):
+        group = [e for e in episodes if e.label == label]
+        rng.shuffle(group)
+        n_val = round(fraction * len(group))
+        if fraction > 0 and n_val == 0 and len(group) >= 2:
+            n_val = 1
+        for e in group[:n_val]:
+            e.split = "val"
+
+
+def _write_image(path: Path, rgb: np.ndarray, cfg: DataConfig) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    params = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality] if cfg.image_format == "jpg" else []
+    if not cv2.imwrite(str(path), bgr, params):
+        raise OSError(f"cannot write {path}")
+
+
+def _to_rgb(msg, msgtype: str) -> np.ndarray:
+    if msgtype.endswith("CompressedImage"):
+        img = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise ValueError(f"cannot decode a {msg.format!r} CompressedImage")
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return decode(msg.data, msg.height, msg.width, msg.encoding, msg.step)
+
+
+def _camera_name(topic: str) -> str:
+    parts = [p for p in topic.strip("/").split("/") if p not in ("image_raw", "image", "color", "compressed")]
+    return "_".join(parts) or "camera"
+
+
+def build_dataset(
+    paths: Sequence[Path],
+    out: Path,
+    cfg: DataConfig,
+    log: Callable[[str], None] = print,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict[str, Any]:
+    """Build the dataset; returns the summary (also written to out/summary.json)."""
+    if cfg.image_format not in ("png", "jpg"):
+        raise ValueError(f"data.image_format={cfg.image_format!r}: use png or jpg")
+    if cfg.label_source not in ("auto", "events", "success", "failure"):
+        raise ValueError(f"data.label_source={cfg.label_source!r}: use auto, events, success or failure")
+    if not 0.0 <= cfg.val_fraction < 1.0:
+        raise ValueError(f"data.val_fraction={cfg.val_fraction}: must be in [0, 1)")
+    out = Path(out)
+    if (out / "manifest.jsonl").exists():
+        raise FileExistsError(
+            f"{out} already holds a dataset (manifest.jsonl): choose another --out or delete it"
+        )
+    bags = bag_dirs(paths)
+    if not bags:
+        raise BagError(f"no rosbag2 folders (metadata.yaml) at or under {', '.join(map(str, paths))}")
+    rng = random.Random(cfg.seed)
+    episodes: list[Episode] = []
+    skipped: list[dict[str, str]] = []
+    camera_topics: list[str] | None = None
+    stats = {"unmatched_camera_frames": 0, "idle_frames_dropped": 0, "frames_outside_episodes": 0}
+    firsts: dict[Path, dict] = {}
+    for n, bag in enumerate(bags):
+        if progress:
+            progress(n, len(bags), str(bag))
+        try:
+            if needs_recovery(bag):
+                raise Skip(
+                    "not finished (no metadata.yaml: its recorder was killed); `reward-model recover "
+                    f"{bag}` rebuilds it"
+                )
+            info = read_episode_info(bag)
+            if (
+                info is not None
+                and info.get("label") not in ("success", "failure")
+                and cfg.label_source == "auto"
+            ):
+                raise Skip(
+                    f"episode labelled {info.get('label')!r} (aborted or unlabelled episodes are not used)"
+                )
+            with _reader(bag) as reader:
+                topics = [c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES]
+                topics = list(dict.fromkeys(cfg.image_topics)) or sorted(set(topics))
+                present = {c.topic for c in reader.connections}
+                missing = [t for t in topics if t not in present]
+                if not topics or missing:
+                    raise Skip(f"no image topic {missing or ''} in it (topics: {', '.join(sorted(present))})")
+                if camera_topics is None:
+                    camera_topics = topics
+                elif topics != camera_topics:
+                    raise Skip(f"its cameras {topics} differ from the other bags' {camera_topics}")
+                first = _first_pass(reader, cfg)
+                eps = _episodes_of(bag, info, first, cfg)
+                samples, unmatched = _group(
+                    _image_stamps(reader, topics), topics, int(cfg.sync_tolerance * 1e9)
+                )
+                stats["unmatched_camera_frames"] += unmatched
+                for ep in eps:
+                    ep.frames = [s for s in samples if ep.start_ns <= s[0] <= ep.end_ns]
+                    _label_frames(ep, first, cfg)
+                    if cfg.drop_idle:
+                        stats["idle_frames_dropped"] += _drop_idle(ep, first, cfg)
+                    if cfg.num_samples_per_episode > 0 and len(ep.frames) > cfg.num_samples_per_episode:
+                        keep = sorted(rng.sample(range(len(ep.frames)), cfg.num_samples_per_episode))
+                        ep.frames = [ep.frames[i] for i in keep]
+                        ep.labels = [ep.labels[i] for i in keep]
+                stats["frames_outside_episodes"] += len(samples) - sum(len(e.frames) for e in eps)
+                episodes += [e for e in eps if e.frames]
+                firsts[bag] = first
+        except Skip as exc:
+            skipped.append({"bag": str(bag), "reason": str(exc)})
+            log(f"skipped {bag}: {exc}")
+        except Exception as exc:  # corrupt or truncated bag: name it, build the rest
+            skipped.append({"bag": str(bag), "reason": f"{type(exc).__name__}: {exc}"})
+            log(f"skipped {bag}: cannot read it ({type(exc).__name__}: {exc})")
+    if not episodes:
+        raise BagError("no usable episodes: " + "; ".join(f"{s['bag']}: {s['reason']}" for s in skipped))
+    _split(episodes, cfg.val_fraction, rng)
+    chosen = _balance(episodes, cfg.fail_success_ratio, rng)
+    written = _write(out, episodes, chosen, camera_topics, cfg, progress)
+    summary = _summary(episodes, chosen, written, skipped, stats, camera_topics, cfg)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if cfg.debug_save_dir:
+        _contact_sheets(out, Path(cfg.debug_save_dir), cfg.debug_samples, rng)
+    return summary
+
+
+def _balance(episodes: list[Episode], ratio: float, rng: random.Random) -> set[tuple[str, int]]:
+    """(episode key, frame index) pairs kept; with ratio > 0 the surplus class is subsampled
+    so that negatives ~= ratio * positives, separately in train and val."""
+    chosen: set[tuple[str, int]] = set()
+    for split in ("train", "val"):
+        pos = [(e.key, i) for e in episodes if e.split == split for i, lab in enumerate(e.labels) if lab == 1]
+        neg = [(e.key, i) for e in episodes if e.split == split for i, lab in enumerate(e.labels) if lab == 0]
+        if ratio > 0 and pos and neg:
+            want_neg = round(ratio * len(pos))
+            if len(neg) > want_neg:
+                neg = rng.sample(neg, want_neg)
+            else:
+                pos = rng.sample(pos, min(len(pos), max(1, math.ceil(len(neg) / ratio))))
+        chosen.update(pos)
+        chosen.update(neg)
+    return chosen
+
+
+def _write(out, episodes, chosen, topics, cfg, progress) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    names = {t: _camera_name(t) for t in topics}
+    if len(set(names.values())) < len(names):
+        names = {t: f"cam{i}" for i, t in enumerate(topics)}
+    rows = []
+    by_bag: dict[Path, list[Episode]] = {}
+    for e in episodes:
+        by_bag.setdefault(e.bag, []).append(e)
+    for n, (bag, eps) in enumerate(by_bag.items()):
+        if progress:
+            progress(n, len(by_bag), f"writing {bag}")
+        wanted: dict[tuple[str, int], list[tuple[Episode, int, str]]] = {}
+        for e in eps:
+            for i, (_t, group) in enumerate(e.frames):
+                if (e.key, i) in chosen:
+                    for topic, stamp in group.items():
+                        wanted.setdefault((topic, stamp), []).append((e, i, topic))
+        images: dict[tuple[str, int], str] = {}
+        with _reader(bag) as reader:
+            conns = [c for c in reader.connections if c.topic in topics]
+            for conn, _t, raw in reader.messages(connections=conns):
+                k = (conn.topic, header_stamp_ns(raw))
+                if k not in wanted:
+                    continue
+                rgb = _to_rgb(reader.deserialize(raw, conn.msgtype), conn.msgtype)
+                for e, i, topic in wanted.pop(k):
+                    rel = f"images/{e.key}/{i:06d}_{names[topic]}.{cfg.image_format}"
+                    _write_image(out / rel, rgb, cfg)
+                    images[(e.key, i, topic)] = rel
+        for e in eps:
+            for i, (t, group) in enumerate(e.frames):
+                if (e.key, i) not in chosen:
+                    continue
+                paths = {names[tp]: images.get((e.key, i, tp)) for tp in group}
+                if None in paths.values():
+                    continue  # a frame that could not be read back
+                rows.append(
+                    {
+                        "episode": e.key,
+                        "frame": i,
+                        "stamp_ns": t,
+                        "label": e.labels[i],
+                        "episode_label": e.label,
+                        "split": e.split,
+                        "images": paths,
+                        "seed": e.info.get("seed", -1),
+                        "mode": e.info.get("mode", ""),
+                    }
+                )
+    with (out / "manifest.jsonl").open("w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return len(rows)
+
+
+def _summary(episodes, chosen, written, skipped, stats, topics, cfg) -> dict[str, Any]:
+    counts: dict[str, dict[str, int]] = {}
+    for split in ("train", "val"):
+        eps = [e for e in episodes if e.split == split]
+        frames = [e.labels[i] for e in eps for i in range(len(e.frames)) if (e.key, i) in chosen]
+        counts[split] = {
+            "episodes_success": sum(e.label == 1 for e in eps),
+            "episodes_failure": sum(e.label == 0 for e in eps),
+            "frames_positive": sum(frames),
+            "frames_negative": len(frames) - sum(frames),
+        }
+    return {
+        "samples": written,
+        "cameras": topics,
+        "splits": counts,
+        "skipped_bags": skipped,
+        **stats,
+        "val_episodes": sorted(e.key for e in episodes if e.split == "val"),
+        "config": _plain(cfg),
+    }
+
+
+def _plain(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else asdict(cfg)
+
+
+def read_manifest(dataset: Path) -> list[dict[str, Any]]:
+    path = Path(dataset) / "manifest.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not a dataset built by `reward-model process`")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _contact_sheets(out: Path, debug_dir: Path, n: int, rng: random.Random) -> None:
+    rows = read_manifest(out)
+    debug_dir.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "val"):
+        for label, name in ((1, "success"), (0, "failure")):
+            pick = [r for r in rows if r["split"] == split and r["label"] == label]
+            if not pick:
+                continue
+            pick = rng.sample(pick, min(n, len(pick)))
+            tiles = []
+            for r in pick:
+                imgs = [cv2.imread(str(out / p)) for p in r["images"].values()]
+                tile = np.hstack([cv2.resize(i, (128, 128)) for i in imgs])
+                cv2.putText(
+                    tile, r["episode"][-10:], (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1
+                )
+                tiles.append(tile)
+            cols = max(1, math.ceil(math.sqrt(len(tiles))))
+            while len(tiles) % cols:
+                tiles.append(np.zeros_like(tiles[0]))
+            grid = np.vstack([np.hstack(tiles[i : i + cols]) for i in range(0, len(tiles), cols)])
+            cv2.imwrite(str(debug_dir / f"{split}_{name}.png"), grid)
