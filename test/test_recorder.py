@@ -71,8 +71,10 @@ class Graph:
         )
         spin_until(
             node,
-            lambda: all(p.get_subscription_count() > n for p, n in zip(pubs, before, strict=True))
-            or not self.recorder.alive(),
+            lambda: (
+                all(p.get_subscription_count() > n for p, n in zip(pubs, before, strict=True))
+                or not self.recorder.alive()
+            ),
             30,
             "the recorder to subscribe to every topic",
         )
