@@ -13,6 +13,8 @@ NODES = {
     "camera_node": "reward_model_ros.nodes.camera:main",
     "maniskill_bridge": "reward_model_sim.bridge:main",
     "recorder_node": "reward_model_ros.nodes.recorder:main",
+    "pose_success_node": "reward_model_ros.nodes.pose_success:main",
+    "label_keyboard_node": "reward_model_ros.nodes.label_keyboard:main",
 }
 
 setup(

@@ -95,18 +95,19 @@ def ros_node(ros_domain):
 
 @pytest.fixture
 def start_node(request, ros_domain, tmp_path):
-    """Factory: start_node(executable, params=None, params_file=None, remaps=None, name=None)."""
+    """Factory: start_node(executable, params=None, params_file=None, remaps=None, name=None, stdin=None)."""
     from reward_model_ros.ros.processes import NodeProcess, ros_args
 
     started: list[NodeProcess] = []
 
-    def start(executable, params=None, params_file=None, remaps=None, name=None, args=()):
+    def start(executable, params=None, params_file=None, remaps=None, name=None, args=(), stdin=None):
         log = tmp_path / f"{executable}-{len(started)}.log"
         proc = NodeProcess(
             executable,
             [*args, *ros_args(params, params_file, remaps, name)],
             env=dict(os.environ),
             log_path=log,
+            stdin=stdin,
         )
         started.append(proc)
         return proc

@@ -90,7 +90,9 @@ class NodeProcess:
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
+        stdin: int | None = None,
     ) -> None:
+        """`stdin`: a file descriptor (e.g. a pseudo-terminal) or None for /dev/null."""
         self.executable = executable
         self.log_path = Path(log_path) if log_path else None
         cmd = [find_executable(executable), *args]
@@ -101,7 +103,7 @@ class NodeProcess:
             env=dict(env) if env is not None else None,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin is None else stdin,
             start_new_session=True,
         )
         log.debug("started %s (pid %d): %s", executable, self.popen.pid, " ".join(cmd))
