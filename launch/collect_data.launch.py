@@ -1,12 +1,15 @@
-"""Labelled simulation episodes: the ManiSkill bridge running its scripted driver.
+"""Labelled simulation episodes into bags: the ManiSkill bridge's scripted driver and the recorder.
 
 ros2 launch reward_model_ros collect_data.launch.py [target_success:=100] [target_failure:=100]
-    [seed:=0] [real_time:=false]
+    [save_dir:=runs/episodes] [seed:=0] [real_time:=false]
 
 Scripted successes (ManiSkill's motion-planned solutions, holding the success pose) alternate
 with failure episodes (grasp beside the cube, no grasp, early release, joint noise, stopping
 short, random), each labelled by the simulation's ground truth and announced with its mode
-and seed in its EpisodeEvents. Everything stops when both targets are met.
+and seed in its EpisodeEvents. recorder_node writes one bag per episode into
+<save_dir>/success/ and <save_dir>/failure/. The bridge waits until the recorder subscribes,
+so the first episode is recorded from its first frame; everything stops when the recorder
+has both targets.
 """
 
 from launch import LaunchDescription
@@ -33,6 +36,7 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "real_time", default_value="false", description="step at 20 Hz (false: as fast as possible)"
         ),
+        DeclareLaunchArgument("save_dir", default_value="runs/episodes", description="where the bags go"),
     ]
     bridge = Node(
         package="reward_model_ros",
@@ -50,6 +54,20 @@ def generate_launch_description():
             },
         ],
         output="screen",
-        on_exit=Shutdown(reason="data collection finished (or the bridge failed: see its log)"),
     )
-    return LaunchDescription([*args, bridge])
+    recorder = Node(
+        package="reward_model_ros",
+        executable="recorder_node",
+        name="recorder",
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "save_dir": LaunchConfiguration("save_dir"),
+                "target_success": LaunchConfiguration("target_success"),
+                "target_failure": LaunchConfiguration("target_failure"),
+            },
+        ],
+        output="screen",
+        on_exit=Shutdown(reason="recording finished (or the recorder failed: see its log)"),
+    )
+    return LaunchDescription([*args, bridge, recorder])

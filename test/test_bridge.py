@@ -187,3 +187,36 @@ def test_scripted_driver_refuses_impossible_targets_clearly(ros_node, start_node
     spin_until(ros_node, lambda: not bridge.alive(), 60, "the bridge to exit")
     assert bridge.popen.returncode == 2
     assert "target_success > 0 needs 'success' in scripted_modes" in bridge.output()
+
+
+def test_scripted_episodes_recorded_as_labelled_bags(ros_node, start_node, tmp_path):
+    """collect_data.launch.py's two nodes with its parameter file: bridge -> recorder -> bags."""
+    import json
+
+    from rosbags.highlevel import AnyReader
+
+    config = ROOT / "config" / "collect_pickcube.yaml"
+    targets = {"target_success": 1, "target_failure": 1}
+    recorder = start_node("recorder_node", params_file=config, params={"save_dir": str(tmp_path), **targets})
+    bridge = start_node("maniskill_bridge", params_file=config, params={**targets, "seed": 4})
+    spin_until(ros_node, lambda: not recorder.alive(), 150, "the recorder to reach its targets and exit")
+    assert recorder.popen.returncode == 0, recorder.output()
+    spin_until(ros_node, lambda: not bridge.alive(), 30, "the bridge to exit")
+    for label, mode in (("success", "success"), ("failure", "grasp_offset")):
+        (bag,) = (tmp_path / label).iterdir()
+        info = json.loads((bag / "episode.json").read_text())
+        assert info["label"] == label and info["mode"] == mode and info["task"] == "PickCube-v1"
+        with AnyReader([bag]) as reader:
+            counts = {c.topic: c.msgcount for c in reader.connections}
+            events = [
+                reader.deserialize(raw, c.msgtype)
+                for c, _t, raw in reader.messages()
+                if c.topic == "/episode/event"
+            ]
+        steps = events[-1].step
+        # every frame of the episode from its first (the bridge waited for the recorder)
+        assert counts["/image_raw"] == counts["/success_label"] == counts["/joint_states"] == steps + 1
+        assert [e.event for e in events] == [
+            EpisodeEvent.START,
+            EpisodeEvent.SUCCESS if label == "success" else EpisodeEvent.FAILURE,
+        ]
