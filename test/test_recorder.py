@@ -49,32 +49,28 @@ def event(kind: int, t: float, label: int = -1, seed: int = 7) -> EpisodeEvent:
 class Graph:
     """Publishers in the test process, and a recorder in its own."""
 
-    def __init__(self, node, start_node, save_dir: Path, **params) -> None:
+    def __init__(self, node, start_node, save_dir: Path, ns: str = "", **params) -> None:
+        # `ns`: a recorder killed earlier still counts as a subscriber of its topics until
+        # its DDS lease ends, so a second recorder in one test records other topic names
         self.node = node
-        self.events = node.create_publisher(EpisodeEvent, "/episode/event", RELIABLE)
-        self.images = node.create_publisher(Image, "/image_raw", RELIABLE)
-        self.wrist = node.create_publisher(Image, "/wrist/image_raw", BEST_EFFORT)
-        self.joints = node.create_publisher(JointState, "/joint_states", RELIABLE)
+        self.events = node.create_publisher(EpisodeEvent, f"{ns}/episode/event", RELIABLE)
+        self.images = node.create_publisher(Image, f"{ns}/image_raw", RELIABLE)
+        self.wrist = node.create_publisher(Image, f"{ns}/wrist/image_raw", BEST_EFFORT)
+        self.joints = node.create_publisher(JointState, f"{ns}/joint_states", RELIABLE)
         pubs = (self.events, self.images, self.wrist, self.joints)
-        # a recorder killed earlier still counts as a subscriber until its DDS lease ends:
-        # wait for one more than that
-        spin_for(node, 0.5)
-        before = [p.get_subscription_count() for p in pubs]
         self.recorder = start_node(
             "recorder_node",
             params={
                 "save_dir": str(save_dir),
-                "topics": ["image_raw", "wrist/image_raw", "joint_states"],
+                "topics": [f"{ns}/image_raw", f"{ns}/wrist/image_raw", f"{ns}/joint_states"],
+                "episode_event_topic": f"{ns}/episode/event",
                 "min_free_disk_mb": 1,
                 **params,
             },
         )
         spin_until(
             node,
-            lambda: (
-                all(p.get_subscription_count() > n for p, n in zip(pubs, before, strict=True))
-                or not self.recorder.alive()
-            ),
+            lambda: all(p.get_subscription_count() > 0 for p in pubs) or not self.recorder.alive(),
             30,
             "the recorder to subscribe to every topic",
         )
@@ -150,7 +146,7 @@ def test_sigint_and_sigkill_mid_episode_leave_readable_bags(ros_node, start_node
     left = tmp_path / "incomplete" / "episode_000000"
     assert needs_recovery(left)  # no metadata.yaml: the writer never finished
     # the next recorder recovers it at start, into aborted/
-    g2 = Graph(ros_node, start_node, tmp_path)
+    g2 = Graph(ros_node, start_node, tmp_path, ns="/second")
     recovered = tmp_path / "aborted" / "episode_000000"
     spin_until(ros_node, lambda: (recovered / "metadata.yaml").is_file(), 20, "the recovery")
     msgs = read_bag(recovered)
@@ -160,10 +156,12 @@ def test_sigint_and_sigkill_mid_episode_leave_readable_bags(ros_node, start_node
     t1 = time.time()
     g2.events.publish(event(EpisodeEvent.START, t1))
     g2.stream(t1, 10)
+    opened = tmp_path / "incomplete" / "episode_000001"
+    spin_until(ros_node, opened.exists, 10, "the episode to start")  # discovery may lag on a busy machine
     spin_for(ros_node, 0.5)
     assert g2.recorder.stop() == 0
     closed = tmp_path / "aborted" / "episode_000001"
-    assert len(read_bag(closed)["/image_raw"]) == 10
+    assert len(read_bag(closed)["/second/image_raw"]) == 10
     assert json.loads((closed / "episode.json").read_text())["end_event"] == "ABORT"
 
 

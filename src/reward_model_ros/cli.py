@@ -4,6 +4,9 @@ reward-model demo                 the main job on the embedded default (see READ
 reward-model check-interfaces     round-trip every reward_msgs type through an echo node
 reward-model process BAGS --out D build a training set from episode bags (key=value overrides)
 reward-model recover BAGS         rebuild bags whose recorder was killed
+reward-model train --data D       train the classifier (key=value overrides)
+reward-model evaluate --checkpoint C --data D   metrics, plots, recommended threshold
+reward-model predict --checkpoint C PATHS       score image files
 """
 
 from __future__ import annotations
@@ -131,6 +134,75 @@ def process(args) -> int:
     return 0
 
 
+def train_command(args) -> int:
+    from reward_model_ros.core.config import ConfigError
+    from reward_model_ros.core.overrides import OverrideError, apply_overrides
+    from reward_model_ros.paths import share_dir
+    from reward_model_ros.training.train import TrainConfig, TrainError, train
+
+    base = share_dir() / "config" / "train_reward.yaml"
+    try:
+        cfg = apply_overrides(TrainConfig(), args.overrides, [base, *args.config])
+        result = train(cfg, args.data)
+    except (OverrideError, TrainError, ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    state = result["state"]
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(
+            f"done: {state['step']} steps, best {cfg.runner.best_metric} = {state['best']:.4f} at step "
+            f"{state['best_step']}; checkpoint {result['best_model']}"
+        )
+    return 0
+
+
+def evaluate_command(args) -> int:
+    from reward_model_ros.core.checkpoint import CheckpointError
+    from reward_model_ros.training.evaluate import evaluate
+
+    try:
+        report = evaluate(args.checkpoint, args.data, args.split, args.out, args.debounce, args.logs)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = report["frames"]
+    e = report["episodes"]
+    print(
+        f"{report['samples']} samples of {e['count']} episodes ({args.split}): accuracy {m['accuracy']:.4f}, "
+        f"AUROC {m['auroc']:.4f}, precision {m['precision']:.4f}, recall {m['recall']:.4f}, "
+        f"FPR {m['false_positive_rate']:.4f}, ECE {report['calibration']['ece']:.4f} (threshold "
+        f"{report['threshold']:.2f})"
+    )
+    print(
+        f"recommended threshold {report['recommended_threshold']:.2f} with debounce {report['debounce']}: "
+        f"{e['false_positive_episodes']} failure episode(s) judged successful, "
+        f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, mean delay "
+        f"{e['mean_delay_frames']:.1f} frames; report in {report['out']}"
+    )
+    return 0
+
+
+def predict_command(args) -> int:
+    import json
+
+    from reward_model_ros.core.checkpoint import CheckpointError
+    from reward_model_ros.training.evaluate import predict_files
+
+    try:
+        rows = predict_files(args.checkpoint, args.paths, args.threshold)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for r in rows:
+        if args.json:
+            print(json.dumps(r))
+        elif r.get("error"):
+            print(f"{r['path']}  error: {r['error']}")
+        else:
+            print(f"{r['path']}  {r['probability']:.4f}  {'success' if r['success'] else 'failure'}")
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
 def recover(bags: list[Path]) -> int:
     from reward_model_ros.data.bags import BagError, needs_recovery, recover_bag
 
@@ -196,18 +268,54 @@ def main(argv: list[str] | None = None) -> int:
         "--config", type=Path, action="append", default=[], help="YAML file(s) with data.* keys"
     )
 
+    tr = sub.add_parser(
+        "train",
+        help="train the success classifier on a dataset",
+        description="Train on a dataset from `reward-model process`. Configuration: "
+        "config/train_reward.yaml, "
+        "then --config files, then key=value overrides (see README, 'Training').",
+    )
+    tr.add_argument("--data", type=Path, required=True, help="dataset directory (manifest.jsonl)")
+    tr.add_argument(
+        "--config", type=Path, action="append", default=[], help="YAML file(s) on top of the defaults"
+    )
+    tr.add_argument("overrides", nargs="*", help="key=value, e.g. runner.max_epochs=5 model.arch=resnet10")
+
+    ev = sub.add_parser("evaluate", help="metrics, plots and the recommended threshold of a checkpoint")
+    ev.add_argument("--checkpoint", type=Path, required=True)
+    ev.add_argument("--data", type=Path, required=True, help="dataset directory (manifest.jsonl)")
+    ev.add_argument("--split", default="val", help="val (default), train or all")
+    ev.add_argument("--out", type=Path, default=None, help="report directory (default: <checkpoint>/eval)")
+    ev.add_argument("--debounce", type=int, default=None, help="debounce frames (default: 3)")
+    ev.add_argument("--logs", type=Path, default=None, help="TensorBoard log dir for the loss curves")
+
+    pr = sub.add_parser("predict", help="score image files with a checkpoint")
+    pr.add_argument("--checkpoint", type=Path, required=True)
+    pr.add_argument("paths", nargs="+", type=Path, help="images or folders of images")
+    pr.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    pr.add_argument("--threshold", type=float, default=None, help="default: the checkpoint's")
+
     rec = sub.add_parser("recover", help="rebuild bags whose recorder was killed (no metadata.yaml)")
     rec.add_argument("bags", nargs="+", type=Path)
 
     # `process` takes paths and key=value overrides on both sides of --out
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command == "process" and not any(e.startswith("-") for e in extra):
-        args.inputs += extra
+    if extra and args.command in ("process", "train") and not any(e.startswith("-") for e in extra):
+        if args.command == "process":
+            args.inputs += extra
+        else:
+            args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "process":
             return process(args)
+        if args.command == "train":
+            return train_command(args)
+        if args.command == "evaluate":
+            return evaluate_command(args)
+        if args.command == "predict":
+            return predict_command(args)
         if args.command == "recover":
             return recover(args.bags)
         if args.command == "demo":

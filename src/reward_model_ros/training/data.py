@@ -1,0 +1,128 @@
+"""Training examples from a dataset built by `reward-model process`: one example per camera
+image of a sample, preprocessed exactly as reward_node does, augmented for training."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from reward_model_ros.core.config import ModelConfig
+from reward_model_ros.core.preprocess import Preprocessor
+
+
+@dataclass
+class Example:
+    path: Path
+    label: int
+    episode: str
+    frame: int
+    camera: str
+    stamp_ns: int = 0
+
+
+def examples_from(rows: list[dict], root: Path) -> list[Example]:
+    return [
+        Example(root / rel, int(r["label"]), r["episode"], int(r["frame"]), cam, int(r.get("stamp_ns", 0)))
+        for r in rows
+        for cam, rel in r["images"].items()
+    ]
+
+
+def sample_rows(rows: list[dict], per_episode: int, ratio: float, seed: int) -> list[dict]:
+    """data.num_samples_per_episode and data.fail_success_ratio applied to the training rows."""
+    rng = random.Random(seed)
+    if per_episode > 0:
+        by_ep: dict[str, list[dict]] = defaultdict(list)
+        for r in rows:
+            by_ep[r["episode"]].append(r)
+        rows = [
+            r for ep in by_ep.values() for r in (rng.sample(ep, per_episode) if len(ep) > per_episode else ep)
+        ]
+    if ratio > 0:
+        pos = [r for r in rows if r["label"] == 1]
+        neg = [r for r in rows if r["label"] == 0]
+        want = round(ratio * len(pos))
+        if pos and len(neg) > want:
+            neg = rng.sample(neg, want)
+        rows = pos + neg
+    return sorted(rows, key=lambda r: (r["episode"], r["frame"]))
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read image {path} (missing or corrupt): rebuild the dataset")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class Augment:
+    """Random shift (reflect-pad then crop back) and colour jitter, on uint8 CHW tensors."""
+
+    def __init__(self, shift: int, jitter: float) -> None:
+        self.shift, self.jitter = shift, jitter
+
+    def __call__(self, img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        _, h, w = img.shape
+        x = img.float()
+        if self.shift > 0:
+            s = self.shift
+            padded = torch.nn.functional.pad(x[None], (s, s, s, s), mode="replicate")[0]
+            dy, dx = (int(v) for v in torch.randint(0, 2 * s + 1, (2,), generator=gen))
+            x = padded[:, dy : dy + h, dx : dx + w]
+        if self.jitter > 0:
+            j = self.jitter
+            b, c, sat = (1.0 + (torch.rand(3, generator=gen) * 2 - 1) * j).tolist()
+            x = x * b
+            mean = x.mean()
+            x = (x - mean) * c + mean
+            gray = x.mean(dim=0, keepdim=True)
+            x = (x - gray) * sat + gray
+        return x.clamp_(0, 255).to(torch.uint8)
+
+
+class FrameDataset(Dataset):
+    def __init__(
+        self,
+        examples: list[Example],
+        model_cfg: ModelConfig,
+        augment: Augment | None = None,
+        cache: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.examples = examples
+        self.pre = Preprocessor(model_cfg)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self._cache: dict[int, np.ndarray] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def image(self, i: int) -> np.ndarray:
+        """The preprocessed (3, H, W) uint8 input of example i."""
+        if self._cache is not None and i in self._cache:
+            return self._cache[i]
+        ex = self.examples[i]
+        img = self.pre(load_rgb(ex.path), ex.camera)
+        if self._cache is not None:
+            self._cache[i] = img
+        return img
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        img = torch.from_numpy(self.image(i))
+        if self.augment is not None:
+            # a generator per (seed, epoch, example): the same augmentation for a given run
+            gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
+            img = self.augment(img, gen)
+        return img, torch.tensor(float(self.examples[i].label))
+
+    def labels(self) -> np.ndarray:
+        return np.array([e.label for e in self.examples], int)

@@ -1,0 +1,205 @@
+"""Classification metrics on success probabilities, frame and episode level (numpy only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def confusion(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, int]:
+    pred = probs >= threshold
+    y = labels.astype(bool)
+    return {
+        "tp": int(np.sum(pred & y)),
+        "fp": int(np.sum(pred & ~y)),
+        "tn": int(np.sum(~pred & ~y)),
+        "fn": int(np.sum(~pred & y)),
+    }
+
+
+def _div(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def binary_metrics(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, float]:
+    """accuracy, balanced accuracy, precision, recall, false-positive rate, F1 at `threshold`;
+    AUROC and average precision (threshold-free); log loss."""
+    labels = np.asarray(labels, int)
+    probs = np.asarray(probs, float)
+    c = confusion(labels, probs, threshold)
+    recall = _div(c["tp"], c["tp"] + c["fn"])
+    specificity = _div(c["tn"], c["tn"] + c["fp"])
+    precision = _div(c["tp"], c["tp"] + c["fp"])
+    eps = 1e-7
+    p = np.clip(probs, eps, 1 - eps)
+    return {
+        "accuracy": _div(c["tp"] + c["tn"], len(labels)),
+        "balanced_accuracy": float(np.nanmean([recall, specificity])),
+        "precision": precision,
+        "recall": recall,
+        "false_positive_rate": _div(c["fp"], c["fp"] + c["tn"]),
+        "f1": _div(2 * precision * recall, precision + recall) if precision == precision else float("nan"),
+        "auroc": auroc(labels, probs),
+        "average_precision": average_precision(labels, probs),
+        "log_loss": float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+        if len(p)
+        else float("nan"),
+        **{k: float(v) for k, v in c.items()},
+    }
+
+
+def auroc(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties counted half); nan with one class."""
+    labels = np.asarray(labels, bool)
+    pos, neg = np.sum(labels), np.sum(~labels)
+    if pos == 0 or neg == 0:
+        return float("nan")
+    order = np.argsort(probs, kind="mergesort")
+    ranks = np.empty(len(probs))
+    sorted_p = np.asarray(probs)[order]
+    # average ranks for ties
+    _, first, counts = np.unique(sorted_p, return_index=True, return_counts=True)
+    avg = first + (counts + 1) / 2.0
+    ranks[order] = np.repeat(avg, counts)
+    return float((np.sum(ranks[labels]) - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def roc_curve(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false-positive rates, true-positive rates, thresholds), thresholds descending."""
+    labels = np.asarray(labels, bool)
+    thresholds = np.unique(probs)[::-1]
+    thresholds = np.concatenate([[np.inf], thresholds])
+    pos, neg = max(1, labels.sum()), max(1, (~labels).sum())
+    tpr = np.array([np.sum((probs >= t) & labels) / pos for t in thresholds])
+    fpr = np.array([np.sum((probs >= t) & ~labels) / neg for t in thresholds])
+    return fpr, tpr, thresholds
+
+
+def pr_curve(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) over descending thresholds."""
+    labels = np.asarray(labels, bool)
+    order = np.argsort(-np.asarray(probs), kind="mergesort")
+    tp = np.cumsum(labels[order])
+    fp = np.cumsum(~labels[order])
+    recall = tp / max(1, labels.sum())
+    precision = tp / np.maximum(1, tp + fp)
+    return np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision])
+
+
+def average_precision(labels: np.ndarray, probs: np.ndarray) -> float:
+    labels = np.asarray(labels, bool)
+    if labels.sum() == 0:
+        return float("nan")
+    recall, precision = pr_curve(labels, probs)
+    return float(np.sum(np.diff(recall) * precision[1:]))
+
+
+def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> dict:
+    """Expected calibration error and the reliability diagram's bins (equal width)."""
+    labels = np.asarray(labels, float)
+    probs = np.asarray(probs, float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    conf, acc, count = [], [], []
+    ece = 0.0
+    for b in range(bins):
+        m = idx == b
+        n = int(m.sum())
+        count.append(n)
+        if n:
+            conf.append(float(probs[m].mean()))
+            acc.append(float(labels[m].mean()))
+            ece += n / len(probs) * abs(conf[-1] - acc[-1])
+        else:
+            conf.append(float("nan"))
+            acc.append(float("nan"))
+    return {"ece": float(ece), "edges": edges.tolist(), "confidence": conf, "accuracy": acc, "count": count}
+
+
+@dataclass
+class EpisodeOutcome:
+    episode: str
+    label: int
+    """the episode's ground truth: 1 success, 0 failure"""
+    judged_success: bool
+    """the debounced decision was success at some frame"""
+    first_true: int | None
+    """index of the first ground-truth success frame"""
+    first_detected: int | None
+    """index of the first frame the debounced decision said success"""
+
+    @property
+    def delay_frames(self) -> int | None:
+        if self.first_true is None or self.first_detected is None:
+            return None
+        return self.first_detected - self.first_true
+
+
+def episode_outcomes(
+    episodes: dict[str, tuple[int, np.ndarray, np.ndarray]], threshold: float, debounce: int
+) -> list[EpisodeOutcome]:
+    """episodes: key -> (episode label, frame labels, frame probabilities) in frame order.
+    The decision per frame is debounced as reward_node does: success once `debounce`
+    consecutive frames reach the threshold."""
+    out = []
+    for key, (label, frame_labels, probs) in episodes.items():
+        streak, detected = 0, None
+        for i, p in enumerate(probs):
+            streak = streak + 1 if p >= threshold else 0
+            if streak >= debounce:
+                detected = i
+                break
+        true = np.flatnonzero(np.asarray(frame_labels) == 1)
+        out.append(
+            EpisodeOutcome(
+                key, int(label), detected is not None, int(true[0]) if len(true) else None, detected
+            )
+        )
+    return out
+
+
+def threshold_sweep(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    episodes: dict[str, tuple[int, np.ndarray, np.ndarray]],
+    debounce: int,
+    thresholds: np.ndarray | None = None,
+) -> tuple[list[dict], float]:
+    """Frame and episode figures per threshold, and the recommended threshold: among the
+    thresholds that judge no failure episode successful, the one that detects the most
+    successful episodes, then with the best frame accuracy (ties: the lower threshold, for
+    the shorter delay); without such a threshold, the best frame accuracy."""
+    thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2) if thresholds is None else thresholds
+    rows = []
+    for t in thresholds:
+        outcomes = episode_outcomes(episodes, float(t), debounce)
+        delays = [o.delay_frames for o in outcomes if o.label == 1 and o.delay_frames is not None]
+        c = confusion(labels, probs, float(t))
+        rows.append(
+            {
+                "threshold": float(t),
+                "accuracy": _div(c["tp"] + c["tn"], len(labels)),
+                "false_positive_episodes": sum(o.label == 0 and o.judged_success for o in outcomes),
+                "detected_success_episodes": sum(o.label == 1 and o.judged_success for o in outcomes),
+                "mean_delay_frames": float(np.mean(delays)) if delays else float("nan"),
+            }
+        )
+    safe = [r for r in rows if r["false_positive_episodes"] == 0]
+    if safe:
+        best = max(safe, key=lambda r: (r["detected_success_episodes"], r["accuracy"], -r["threshold"]))
+    else:
+        best = max(rows, key=lambda r: (r["accuracy"], -r["threshold"]))
+    return rows, best["threshold"]
+
+
+def best_accuracy_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The threshold (grid of 0.01) with the best balanced accuracy; ties: closest to 0.5."""
+    grid = np.round(np.arange(0.01, 1.0, 0.01), 2)
+    scores = []
+    for t in grid:
+        c = confusion(labels, probs, float(t))
+        r = _div(c["tp"], c["tp"] + c["fn"])
+        s = _div(c["tn"], c["tn"] + c["fp"])
+        scores.append((np.nanmean([r, s]), -abs(t - 0.5), float(t)))
+    return max(scores)[2]

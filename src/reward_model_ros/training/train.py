@@ -1,0 +1,542 @@
+"""`reward-model train`: the success classifier from a dataset built by `reward-model process`.
+
+Configuration: `config/train_reward.yaml` (the defaults below) + key=value overrides, with
+the seed's key names (data.*, actor.*, runner.*, model.*). Class-balanced sampling,
+augmentation, bf16 autocast where the hardware has it, CUDA when present, deterministic
+for a seed. Validation every `runner.val_check_interval` optimizer steps, periodic
+checkpoints every `runner.save_interval`, early stopping on validation loss, `best_model`
+by `runner.best_metric`, resume from `last/`. TensorBoard logs under
+`runner.logger.log_path`. Multi-process with torchrun (DDP; gloo on the CPU, nccl on GPUs).
+
+Outputs under `runner.output_dir`: `best_model/` (a checkpoint reward_node loads, with the
+threshold chosen on validation data), `checkpoints/step_NNNNNN/`, `last/` (checkpoint plus
+training_state.safetensors/json for `runner.resume`), `train_config.yaml`, `history.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, WeightedRandomSampler
+
+from reward_model_ros.core.checkpoint import load_checkpoint, save_checkpoint
+from reward_model_ros.core.config import ModelConfig
+from reward_model_ros.core.model import ResNetRewardModel
+from reward_model_ros.data.dataset import read_manifest
+from reward_model_ros.training import metrics as M
+from reward_model_ros.training.data import Augment, FrameDataset, examples_from, sample_rows
+
+BEST_METRICS = {  # name -> True when higher is better
+    "val/loss": False,
+    "val/accuracy": True,
+    "val/balanced_accuracy": True,
+    "val/auroc": True,
+    "val/f1": True,
+}
+
+
+@dataclass
+class TrainData:
+    num_samples_per_episode: int = 0
+    """training frames sampled per episode (0 = all)"""
+    fail_success_ratio: float = 0.0
+    """negative training frames kept per positive (0 = all; sampling is class-balanced anyway)"""
+    debug_save_dir: str = ""
+    """if set, a grid of augmented training inputs per class is saved there"""
+    balance: bool = True
+    """class-balanced sampling (with replacement): no data is discarded"""
+    augment: bool = True
+    """random shift and colour jitter on training inputs"""
+    shift: int = 8
+    """augmentation: maximum shift in pixels (of the model input)"""
+    color_jitter: float = 0.2
+    """augmentation: brightness, contrast and saturation change up to +-this fraction"""
+    cache: bool = True
+    """keep preprocessed inputs in memory (3*H*W bytes per image)"""
+    num_workers: int = 0
+    """DataLoader worker processes (0 = load in the training process)"""
+
+
+@dataclass
+class Optim:
+    lr: float = 3e-4
+    """AdamW learning rate"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay"""
+
+
+@dataclass
+class Actor:
+    global_batch_size: int = 256
+    """images per optimizer step, over all processes"""
+    micro_batch_size: int = 32
+    """images per forward/backward pass; gradients accumulate up to the global batch"""
+    optim: Optim = field(default_factory=Optim)
+
+
+@dataclass
+class EarlyStop:
+    patience: int = 5
+    """validations without a lower validation loss before training stops (0 = never stop early)"""
+    min_delta: float = 0.0
+    """improvement smaller than this does not count"""
+
+
+@dataclass
+class Logger:
+    log_path: str = "runs/train/logs"
+    """TensorBoard event files go here"""
+
+
+@dataclass
+class Runner:
+    max_epochs: int = 10
+    """passes over the training set (an epoch is as many samples as training images)"""
+    max_steps: int = 0
+    """stop after this many optimizer steps (0 = no limit)"""
+    val_check_interval: int = 50
+    """optimizer steps between validations (also at the end of each epoch)"""
+    save_interval: int = 200
+    """optimizer steps between periodic checkpoints (0 = none)"""
+    early_stop: EarlyStop = field(default_factory=EarlyStop)
+    logger: Logger = field(default_factory=Logger)
+    output_dir: str = "runs/train"
+    """checkpoints and history go here"""
+    best_metric: str = "val/loss"
+    """picks best_model: val/loss (lower is better), val/accuracy, val/balanced_accuracy, val/auroc, val/f1"""
+    resume: str = ""
+    """a last/ directory of an earlier run to continue from"""
+    precision: str = "auto"
+    """training autocast: auto (bf16 where the CPU has AVX-512 BF16/AMX or on CUDA) | fp32 | bf16"""
+    progress: bool = True
+    """show a progress bar with the live metrics"""
+
+
+@dataclass
+class TrainConfig:
+    data: TrainData = field(default_factory=TrainData)
+    actor: Actor = field(default_factory=Actor)
+    runner: Runner = field(default_factory=Runner)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    seed: int = 0
+    """seed of initialisation, sampling and augmentation"""
+    device: str = "auto"
+    """auto | cpu | cuda | cuda:N"""
+
+
+class TrainError(ValueError):
+    """A configuration or dataset the trainer cannot work with; says what to change."""
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _plain(cfg) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
+
+
+def _model_config(cfg) -> ModelConfig:
+    d = _plain(cfg.model)
+    return ModelConfig.from_dict(dict(d))
+
+
+class Trainer:
+    def __init__(self, cfg, data_dir: Path, log: Callable[[str], None] = print) -> None:
+        self.cfg = cfg
+        self.data_dir = Path(data_dir)
+        self.log = log
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.main = self.rank == 0
+        self._check()
+        self._seed(cfg.seed + self.rank)
+        if self.world > 1:
+            import torch.distributed as dist
+
+            backend = "nccl" if torch.cuda.is_available() and cfg.device != "cpu" else "gloo"
+            dist.init_process_group(backend)
+        self.device = self._device()
+        self.model_cfg = _model_config(cfg)
+        self.amp = self._amp_dtype()
+        self.out = Path(cfg.runner.output_dir)
+
+    # --- set-up -------------------------------------------------------------------------
+    def _check(self) -> None:
+        a, r = self.cfg.actor, self.cfg.runner
+        per_step = a.micro_batch_size * self.world
+        if a.micro_batch_size < 1 or a.global_batch_size < per_step or a.global_batch_size % per_step:
+            raise TrainError(
+                f"actor.global_batch_size={a.global_batch_size} must be a multiple of actor.micro_batch_size "
+                f"({a.micro_batch_size}) x processes ({self.world})"
+            )
+        if r.best_metric not in BEST_METRICS:
+            raise TrainError(f"runner.best_metric={r.best_metric!r}: choose one of {', '.join(BEST_METRICS)}")
+        if r.precision not in ("auto", "fp32", "bf16"):
+            raise TrainError(f"runner.precision={r.precision!r}: choose auto, fp32 or bf16")
+        if r.val_check_interval < 1:
+            raise TrainError("runner.val_check_interval must be >= 1")
+
+    def _seed(self, seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _device(self) -> torch.device:
+        from reward_model_ros.core.inference import pick_device
+
+        dev = pick_device(self.cfg.device)
+        if dev.type == "cuda" and self.world > 1:
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(dev)
+        return dev
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        p = self.cfg.runner.precision
+        if p == "fp32":
+            return None
+        if p == "bf16":
+            return torch.bfloat16
+        if self.device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if cpu_has_bf16() else None
+
+    def _datasets(self) -> tuple[FrameDataset, FrameDataset]:
+        rows = read_manifest(self.data_dir)
+        train = [r for r in rows if r["split"] == "train"]
+        val = [r for r in rows if r["split"] == "val"]
+        if not train:
+            raise TrainError(f"{self.data_dir}: no training samples (split 'train')")
+        if not val:
+            raise TrainError(
+                f"{self.data_dir}: no validation samples; rebuild with data.val_fraction > 0 and at least "
+                "two episodes per label"
+            )
+        d = self.cfg.data
+        train = sample_rows(train, d.num_samples_per_episode, d.fail_success_ratio, self.cfg.seed)
+        if len({r["label"] for r in train}) < 2:
+            raise TrainError(f"{self.data_dir}: the training split has one class only; record both outcomes")
+        augment = Augment(d.shift, d.color_jitter) if d.augment else None
+        tr = FrameDataset(
+            examples_from(train, self.data_dir), self.model_cfg, augment, d.cache, self.cfg.seed
+        )
+        va = FrameDataset(examples_from(val, self.data_dir), self.model_cfg, None, d.cache)
+        return tr, va
+
+    def _loader(self, ds: FrameDataset, epoch: int) -> DataLoader:
+        labels = ds.labels()
+        n_per_rank = len(ds) // self.world
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch * 10 + self.rank)
+        if self.cfg.data.balance:
+            counts = np.bincount(labels, minlength=2).astype(float)
+            weights = 1.0 / counts[labels]
+            sampler = WeightedRandomSampler(weights.tolist(), n_per_rank, replacement=True, generator=gen)
+        else:
+            perm = torch.randperm(len(ds), generator=gen)[: n_per_rank * self.world]
+            sampler = perm[self.rank :: self.world].tolist()
+        ds.epoch = epoch
+        return DataLoader(
+            ds,
+            batch_size=self.cfg.actor.micro_batch_size,
+            sampler=sampler,
+            num_workers=self.cfg.data.num_workers,
+            drop_last=True,
+        )
+
+    # --- the loop -----------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        train_ds, val_ds = self._datasets()
+        model = ResNetRewardModel(self.model_cfg).to(self.device)
+        opt = torch.optim.AdamW(
+            model.trainable_parameters(), lr=cfg.actor.optim.lr, weight_decay=cfg.actor.optim.weight_decay
+        )
+        state = {
+            "step": 0,
+            "epoch": 0,
+            "best": None,
+            "best_step": 0,
+            "bad_validations": 0,
+            "best_val_loss": math.inf,
+        }
+        if cfg.runner.resume:
+            state = self._resume(Path(cfg.runner.resume), model, opt)
+        net = model
+        if self.world > 1:
+            net = torch.nn.parallel.DistributedDataParallel(model)
+        accum = cfg.actor.global_batch_size // (cfg.actor.micro_batch_size * self.world)
+        steps_per_epoch = max(1, len(train_ds) // cfg.actor.global_batch_size)
+        max_steps = cfg.runner.max_epochs * steps_per_epoch
+        if cfg.runner.max_steps:
+            max_steps = min(max_steps, cfg.runner.max_steps)
+        writer = self._writer()
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._save_config()
+            self._debug_grid(train_ds)
+            self.log(
+                f"training {self.model_cfg.arch} on {len(train_ds)} images "
+                f"({int(train_ds.labels().sum())} success), validating on {len(val_ds)}; "
+                f"{steps_per_epoch} steps/epoch, up to {max_steps} steps; batch "
+                f"{cfg.actor.global_batch_size} = {cfg.actor.micro_batch_size} x {accum} x {self.world} "
+                f"process(es); {self.device}, autocast {self.amp or 'fp32'}"
+            )
+        bar = self._bar(max_steps, state["step"])
+        history: list[dict] = []
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        stop = state["step"] >= max_steps
+        images_done, t_last = 0, time.monotonic()
+        val_metrics: dict[str, float] = {}
+        while not stop:
+            epoch = state["epoch"]
+            loader = self._loader(train_ds, epoch)
+            net.train()
+            opt.zero_grad(set_to_none=True)
+            micro, running = 0, []
+            for images, labels in loader:
+                images = images.to(self.device, non_blocking=True)
+                labels = labels.to(self.device)
+                with self._autocast():
+                    logits = net(images)
+                loss = loss_fn(logits.float(), labels)
+                (loss / accum).backward()
+                running.append(float(loss.detach()))
+                micro += 1
+                images_done += len(images) * self.world
+                if micro % accum:
+                    continue
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                state["step"] += 1
+                step = state["step"]
+                now = time.monotonic()
+                train_loss = float(np.mean(running))
+                running = []
+                if self.main and writer:
+                    writer.add_scalar("train/loss", train_loss, step)
+                    writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
+                    writer.add_scalar("train/images_per_s", images_done / max(now - t_last, 1e-9), step)
+                images_done, t_last = 0, now
+                end_of_epoch = micro >= accum * steps_per_epoch
+                if step % cfg.runner.val_check_interval == 0 or end_of_epoch or step >= max_steps:
+                    val_metrics = self.validate(model, val_ds)
+                    stop = self._after_validation(model, opt, state, val_metrics, writer, history, train_loss)
+                if self.main and cfg.runner.save_interval and step % cfg.runner.save_interval == 0:
+                    self._save(model, self.out / "checkpoints" / f"step_{step:06d}", val_metrics, state)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{train_loss:.3f}",
+                        val_loss=f"{val_metrics.get('loss', float('nan')):.3f}",
+                        val_acc=f"{val_metrics.get('accuracy', float('nan')):.3f}",
+                    )
+                if stop or step >= max_steps or end_of_epoch:
+                    break
+            state["epoch"] = epoch + 1
+            if state["step"] >= max_steps or state["epoch"] >= cfg.runner.max_epochs:
+                stop = True
+        if bar is not None:
+            bar.close()
+        if self.main:
+            self._save(model, self.out / "last", val_metrics, state, opt=opt)
+            (self.out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+        if writer:
+            writer.close()
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+        return {"state": state, "history": history, "best_model": str(self.out / "best_model")}
+
+    def _autocast(self):
+        import contextlib
+
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp)
+
+    @torch.no_grad()
+    def predict(self, model: ResNetRewardModel, ds: FrameDataset) -> np.ndarray:
+        model.eval()
+        out = []
+        bs = max(self.cfg.actor.micro_batch_size, 64)
+        for start in range(0, len(ds), bs):
+            batch = torch.from_numpy(np.stack([ds.image(i) for i in range(start, min(len(ds), start + bs))]))
+            with self._autocast():
+                logits = model(batch.to(self.device))
+            out.append(torch.sigmoid(logits.float()).cpu().numpy())
+        model.train()
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def validate(self, model: ResNetRewardModel, ds: FrameDataset) -> dict[str, float]:
+        probs = self.predict(model, ds)
+        labels = ds.labels()
+        threshold = M.best_accuracy_threshold(labels, probs)
+        m = M.binary_metrics(labels, probs, 0.5)
+        m["loss"] = m.pop("log_loss")
+        m["threshold"] = threshold
+        m["accuracy_at_threshold"] = M.binary_metrics(labels, probs, threshold)["accuracy"]
+        return m
+
+    def _after_validation(self, model, opt, state, m, writer, history, train_loss) -> bool:
+        r = self.cfg.runner
+        step = state["step"]
+        if self.main and writer:
+            for k in (
+                "loss",
+                "accuracy",
+                "balanced_accuracy",
+                "precision",
+                "recall",
+                "false_positive_rate",
+                "auroc",
+                "f1",
+            ):
+                if m.get(k) == m.get(k):  # skip nan
+                    writer.add_scalar(f"val/{k}", m[k], step)
+            writer.flush()
+        history.append(
+            {
+                "step": step,
+                "epoch": state["epoch"],
+                "train_loss": train_loss,
+                **{f"val/{k}": v for k, v in m.items()},
+            }
+        )
+        name = r.best_metric
+        value = m[name.split("/", 1)[1]]
+        higher = BEST_METRICS[name]
+        better = state["best"] is None or (value > state["best"] if higher else value < state["best"])
+        if better:
+            state["best"], state["best_step"] = value, step
+            if self.main:
+                self._save(model, self.out / "best_model", m, state)
+        if m["loss"] < state["best_val_loss"] - r.early_stop.min_delta:
+            state["best_val_loss"], state["bad_validations"] = m["loss"], 0
+        else:
+            state["bad_validations"] += 1
+        if r.early_stop.patience and state["bad_validations"] >= r.early_stop.patience:
+            if self.main:
+                self.log(
+                    f"early stop at step {step}: validation loss has not improved for "
+                    f"{state['bad_validations']} validations (best {state['best_val_loss']:.4f})"
+                )
+            return True
+        return False
+
+    # --- files --------------------------------------------------------------------------
+    def _writer(self):
+        if not self.main:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(self.cfg.runner.logger.log_path)
+
+    def _bar(self, total: int, initial: int):
+        if not (self.main and self.cfg.runner.progress):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True)
+
+    def _save_config(self) -> None:
+        from omegaconf import OmegaConf
+
+        (self.out / "train_config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
+
+    def _save(self, model, directory: Path, m: dict, state: dict, opt=None) -> None:
+        training = {
+            "data": str(self.data_dir.resolve()),
+            "step": state["step"],
+            "epoch": state["epoch"],
+            "validation": {k: v for k, v in m.items() if isinstance(v, (int, float)) and v == v},
+            "seed": self.cfg.seed,
+        }
+        save_checkpoint(directory, model, float(m.get("threshold", 0.5)), training)
+        if opt is not None:
+            save_training_state(directory, opt, state)
+
+    def _resume(self, directory: Path, model, opt) -> dict:
+        ckpt = load_checkpoint(directory)
+        if ckpt.config.arch != self.model_cfg.arch or ckpt.config.hidden_dim != self.model_cfg.hidden_dim:
+            raise TrainError(
+                f"runner.resume={directory}: a {ckpt.config.arch} checkpoint, but model.arch is "
+                f"{self.model_cfg.arch}"
+            )
+        model.load_state_dict(ckpt.model.state_dict())
+        state = load_training_state(directory, opt)
+        if self.main:
+            self.log(f"resumed from {directory} at step {state['step']} (epoch {state['epoch']})")
+        return state
+
+    def _debug_grid(self, ds: FrameDataset) -> None:
+        if not self.cfg.data.debug_save_dir:
+            return
+        import cv2
+
+        out = Path(self.cfg.data.debug_save_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        labels = ds.labels()
+        for label, name in ((1, "success"), (0, "failure")):
+            idx = np.flatnonzero(labels == label)[:16]
+            tiles = [ds[i][0].numpy().transpose(1, 2, 0) for i in idx]
+            if tiles:
+                grid = np.hstack(tiles)
+                cv2.imwrite(str(out / f"train_inputs_{name}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def save_training_state(directory: Path, opt: torch.optim.Optimizer, state: dict) -> None:
+    """Optimizer tensors in safetensors, the rest in JSON (never pickle)."""
+    from safetensors.torch import save_file
+
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, s in sd["state"].items():
+        for k, v in s.items():
+            if torch.is_tensor(v):
+                tensors[f"{pid}.{k}"] = v.detach().contiguous().cpu()
+            else:
+                scalars[f"{pid}.{k}"] = v
+    save_file(tensors, str(directory / "training_state.safetensors"))
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars, "state": {k: v for k, v in state.items()}}
+    (directory / "training_state.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_training_state(directory: Path, opt: torch.optim.Optimizer) -> dict:
+    from safetensors.torch import load_file
+
+    path = directory / "training_state.json"
+    if not path.is_file():
+        raise TrainError(f"{directory} has no training_state.json: resume from a run's last/ directory")
+    meta = json.loads(path.read_text())
+    tensors = load_file(str(directory / "training_state.safetensors"))
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    for key, v in meta["scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    return meta["state"]
+
+
+def train(cfg, data_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    return Trainer(cfg, data_dir, log).fit()

@@ -1,0 +1,43 @@
+"""A small synthetic, separable dataset in `reward-model process` format (for training tests)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def make_dataset(root: Path, episodes: int = 8, frames: int = 12, size: int = 48, seed: int = 0) -> Path:
+    """Episodes alternate success/failure; a success episode's last half is positive.
+    Positive frames show a green disc, negative ones a red disc, on a noisy background;
+    every fourth episode per label goes to validation."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(episodes):
+        success = e % 2 == 0
+        key = f"ep{e:03d}"
+        split = "val" if (e // 2) % 4 == 3 else "train"
+        for i in range(frames):
+            label = int(success and i >= frames // 2)
+            img = rng.integers(40, 90, (size, size, 3), np.uint8)
+            cx, cy = (int(v) for v in rng.integers(size // 4, 3 * size // 4, 2))
+            colour = (0, 200, 0) if label else (200, 0, 0)  # RGB
+            cv2.circle(img, (cx, cy), size // 6, colour, -1)
+            rel = f"images/{key}/{i:06d}_camera.png"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            rows.append(
+                {
+                    "episode": key,
+                    "frame": i,
+                    "stamp_ns": i * 50_000_000,
+                    "label": label,
+                    "episode_label": int(success),
+                    "split": split,
+                    "images": {"camera": rel},
+                }
+            )
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
