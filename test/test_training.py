@@ -1,0 +1,223 @@
+"""Training, evaluation and prediction on a small synthetic dataset (seconds on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synthetic import make_dataset
+
+from reward_model_ros.core.checkpoint import load_checkpoint
+from reward_model_ros.core.overrides import OverrideError, apply_overrides
+from reward_model_ros.paths import share_dir
+from reward_model_ros.training import metrics as M
+from reward_model_ros.training.train import TrainConfig, TrainError, train
+
+EXE = Path(sys.executable).parent / "reward-model"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("syn"), episodes=16, frames=16)
+
+
+def config(tmp_path: Path, *overrides: str):
+    base = [
+        "model.arch=resnet10",
+        "model.image_size=[3,48,48]",
+        "model.hidden_dim=32",
+        "actor.global_batch_size=32",
+        "actor.micro_batch_size=16",
+        "runner.val_check_interval=3",
+        "runner.save_interval=0",
+        "runner.progress=false",
+        "runner.precision=fp32",
+        f"runner.output_dir={tmp_path / 'run'}",
+        f"runner.logger.log_path={tmp_path / 'run' / 'logs'}",
+    ]
+    return apply_overrides(TrainConfig(), [*base, *overrides], [share_dir() / "config" / "train_reward.yaml"])
+
+
+def test_a_tiny_run_learns_a_separable_set_and_saves_a_loadable_checkpoint(dataset, tmp_path):
+    cfg = config(tmp_path, "runner.max_epochs=4")
+    result = train(cfg, dataset, log=lambda m: None)
+    best = load_checkpoint(tmp_path / "run" / "best_model")
+    val = best.training["validation"]
+    assert val["accuracy"] >= 0.95 and val["auroc"] >= 0.99
+    assert 0.0 < best.threshold < 1.0 and best.config.arch == "resnet10"
+    assert result["state"]["step"] == 4 * (16 * 16 * 3 // 4 // 32)  # 3/4 of episodes train
+    events = list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
+    assert events  # TensorBoard logs
+
+
+def test_early_stopping_best_model_and_save_interval(dataset, tmp_path):
+    # a learning rate of 0: the validation loss never improves after the first validation
+    cfg = config(
+        tmp_path,
+        "actor.optim.lr=0.0",
+        "runner.early_stop.patience=2",
+        "runner.max_epochs=50",
+        "runner.save_interval=2",
+    )
+    result = train(cfg, dataset, log=lambda m: None)
+    assert result["state"]["step"] == 9  # validations at 3, 6, 9: two without improvement
+    saved = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert saved == ["step_000002", "step_000004", "step_000006", "step_000008"]
+    # best_model by a named metric: the step of the best val/accuracy in the history
+    cfg = config(tmp_path / "b", "runner.best_metric=val/accuracy", "runner.max_steps=9")
+    result = train(cfg, dataset, log=lambda m: None)
+    hist = result["history"]
+    best_step = max(hist, key=lambda h: (h["val/accuracy"], -h["step"]))["step"]
+    assert load_checkpoint(tmp_path / "b" / "run" / "best_model").training["step"] == best_step
+
+
+def test_resume_continues_from_last_and_runs_are_deterministic(dataset, tmp_path):
+    a = train(config(tmp_path / "a", "runner.max_steps=6"), dataset, log=lambda m: None)
+    b = train(config(tmp_path / "b", "runner.max_steps=6"), dataset, log=lambda m: None)
+    wa = load_checkpoint(tmp_path / "a" / "run" / "last").model.state_dict()
+    wb = load_checkpoint(tmp_path / "b" / "run" / "last").model.state_dict()
+    assert all(np.array_equal(wa[k].numpy(), wb[k].numpy()) for k in wa)  # same seed, same weights
+    assert [h["train_loss"] for h in a["history"]] == [h["train_loss"] for h in b["history"]]
+    last = tmp_path / "a" / "run" / "last"
+    resumed = train(
+        config(tmp_path / "c", f"runner.resume={last}", "runner.max_steps=9"), dataset, log=lambda m: None
+    )
+    assert resumed["state"]["step"] == 9 and [h["step"] for h in resumed["history"]] == [9]
+    with pytest.raises(TrainError, match=r"training_state\.json"):
+        train(config(tmp_path / "d", f"runner.resume={tmp_path / 'a' / 'run' / 'best_model'}"), dataset)
+
+
+def test_overrides_and_configuration_errors(dataset, tmp_path):
+    with pytest.raises(OverrideError, match=r"did you mean runner\.max_epochs"):
+        config(tmp_path, "runner.max_epoch=3")
+    with pytest.raises(OverrideError, match=r"runner\.max_epochs=many"):
+        config(tmp_path, "runner.max_epochs=many")
+    with pytest.raises(TrainError, match=r"multiple of actor\.micro_batch_size"):
+        train(config(tmp_path, "actor.global_batch_size=40"), dataset)
+    with pytest.raises(TrainError, match=r"runner\.best_metric"):
+        train(config(tmp_path, "runner.best_metric=val/nonsense"), dataset)
+    # the shipped YAML has exactly the trainer's keys and defaults
+    assert apply_overrides(
+        TrainConfig(), [], [share_dir() / "config" / "train_reward.yaml"]
+    ) == apply_overrides(TrainConfig())
+
+
+def test_metrics_on_hand_made_probabilities():
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.4, 0.35, 0.8])
+    assert M.auroc(y, p) == pytest.approx(0.75)  # 3 of 4 positive-negative pairs ordered
+    m = M.binary_metrics(y, p, 0.5)
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (1, 0, 2, 1)
+    assert m["precision"] == 1.0 and m["recall"] == 0.5 and m["false_positive_rate"] == 0.0
+    cal = M.calibration(np.array([0, 1, 1, 1]), np.array([0.05, 0.95, 0.95, 0.95]), bins=10)
+    assert cal["ece"] == pytest.approx(0.05)
+    episodes = {
+        "s": (1, np.array([0, 0, 1, 1, 1]), np.array([0.1, 0.2, 0.7, 0.9, 0.9])),
+        "f": (0, np.array([0, 0, 0, 0, 0]), np.array([0.1, 0.6, 0.65, 0.2, 0.1])),
+    }
+    out = {o.episode: o for o in M.episode_outcomes(episodes, 0.55, debounce=2)}
+    assert out["f"].judged_success and out["s"].first_detected == 3 and out["s"].delay_frames == 1
+    out = {o.episode: o for o in M.episode_outcomes(episodes, 0.55, debounce=3)}
+    assert not out["f"].judged_success and out["s"].delay_frames == 2
+    rows, best = M.threshold_sweep(
+        np.concatenate([episodes["s"][1], episodes["f"][1]]),
+        np.concatenate([episodes["s"][2], episodes["f"][2]]),
+        episodes,
+        debounce=2,
+    )
+    # 0.6 judges "f" successful (0.6, 0.65 in a row); 0.65 and 0.7 do not, and 0.7 also gets
+    # frame f[2] right: the better frame accuracy wins
+    assert best == pytest.approx(0.7)
+    assert next(r for r in rows if r["threshold"] == best)["false_positive_episodes"] == 0
+
+
+def test_evaluate_and_predict_commands(dataset, tmp_path):
+    train(config(tmp_path, "runner.max_epochs=4"), dataset, log=lambda m: None)
+    ckpt = tmp_path / "run" / "best_model"
+    out = subprocess.run(
+        [
+            str(EXE),
+            "evaluate",
+            "--checkpoint",
+            str(ckpt),
+            "--data",
+            str(dataset),
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert report["frames"]["accuracy"] >= 0.95 and report["episodes"]["false_positive_episodes"] == 0
+    for png in ("loss_curves", "roc_pr", "reliability", "confusion_matrix", "worst_errors"):
+        assert (tmp_path / "ev" / f"{png}.png").stat().st_size > 1000
+    pos = dataset / "images" / "ep000" / "000015_camera.png"
+    neg = dataset / "images" / "ep000" / "000000_camera.png"
+    (tmp_path / "notes.png").write_text("not an image")
+    out = subprocess.run(
+        [
+            str(EXE),
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            str(pos),
+            str(neg),
+            str(tmp_path / "notes.png"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert rows[0]["success"] and not rows[1]["success"] and rows[0]["probability"] > rows[1]["probability"]
+    assert "cannot read image" in rows[2]["error"] and out.returncode == 1
+
+
+def test_two_process_ddp_with_gloo(dataset, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a free port on the loopback interface
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            str(EXE),
+            "train",
+            "--data",
+            str(dataset),
+            "model.arch=resnet10",
+            "model.image_size=[3,48,48]",
+            "actor.global_batch_size=32",
+            "actor.micro_batch_size=8",
+            "runner.max_steps=4",
+            "runner.val_check_interval=2",
+            "runner.progress=false",
+            "device=cpu",
+            f"runner.output_dir={tmp_path / 'run'}",
+            f"runner.logger.log_path={tmp_path / 'logs'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "8 x 2 x 2 process(es)" in out.stdout  # micro 8 x accumulation 2 x 2 processes = 32
+    assert out.stdout.count("done: 4 steps") == 1  # rank 0 reports
+    assert load_checkpoint(tmp_path / "run" / "last").training["step"] == 4
