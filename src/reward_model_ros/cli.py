@@ -227,16 +227,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="the main job on the embedded default")
-    demo.add_argument("--timeout", type=float, default=60.0, help="seconds to wait per stage")
-    demo.add_argument("--frames", type=int, default=90, help="frames of the generated video")
-    demo.add_argument("--rate", type=float, default=30.0, help="camera frame rate, Hz")
-    demo.add_argument("--arch", default="resnet18", help="classifier backbone")
-    demo.add_argument("--precision", default="fp32", help="fp32 | bf16 | fp16")
-    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory")
+    demo = sub.add_parser("demo", help="the main job on the embedded default: the whole loop in simulation")
     demo.add_argument(
-        "--episodes", type=int, default=2, help="simulation: scripted success and failure episodes, each"
+        "--episodes", type=int, default=30, help="training episodes: successes and failures, each"
     )
+    demo.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes, each outcome")
+    demo.add_argument("--replay-episodes", type=int, default=1, help="episodes replayed through reward_node")
+    demo.add_argument("--epochs", type=int, default=4, help="training epochs")
+    demo.add_argument("--arch", default="resnet18", help="classifier backbone")
+    demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a process to start")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (cleared first)")
+    demo.add_argument("train_overrides", nargs="*", help="extra `train` overrides, key=value")
 
     chk = sub.add_parser(
         "check-interfaces", help="round-trip every reward_msgs type through interface_echo_node"
@@ -300,11 +301,13 @@ def main(argv: list[str] | None = None) -> int:
 
     # `process` takes paths and key=value overrides on both sides of --out
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command in ("process", "train") and not any(e.startswith("-") for e in extra):
+    if extra and args.command in ("process", "train", "demo") and not any(e.startswith("-") for e in extra):
         if args.command == "process":
             args.inputs += extra
-        else:
+        elif args.command == "train":
             args.overrides += extra
+        else:
+            args.train_overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
@@ -324,11 +327,13 @@ def main(argv: list[str] | None = None) -> int:
             return run_demo(
                 DemoConfig(
                     out_dir=args.out,
-                    frames=args.frames,
-                    arch=args.arch,
-                    precision=args.precision,
-                    timeout=args.timeout,
                     episodes=args.episodes,
+                    eval_episodes=args.eval_episodes,
+                    replay_episodes=args.replay_episodes,
+                    epochs=args.epochs,
+                    arch=args.arch,
+                    timeout=args.timeout,
+                    train_overrides=list(args.train_overrides),
                 )
             )
         if args.command == "check-interfaces":

@@ -1,21 +1,28 @@
-"""The main job on the embedded default (`make demo`, `reward-model demo`).
+"""The main job on the embedded default (`make demo`, `reward-model demo`): the whole loop in
+simulation, through the ROS graph, on the CPU.
 
-Stage 1 round-trips every reward_msgs type between two processes (the interfaces and DDS
-work). Stage 2 runs the product's data path: camera_node plays a generated video at 30 Hz,
-reward_node scores every frame with a freshly initialised classifier, and this process
-prints each RewardStamped as it arrives and a latency summary. Stage 3 runs simulation:
-maniskill_bridge's scripted driver plays labelled PickCube episodes (planned successes and
-failures) and reward_node scores the bridge's camera; per episode, the simulation's ground
-truth is printed next to the node's mean probability. Everything runs in a leased ROS
-domain with DDS kept on this machine. (Training replaces the untrained model once it exists.)
+1. collect: maniskill_bridge's scripted driver plays labelled PickCube episodes (planned
+   successes, six kinds of failure) and recorder_node writes one bag per episode, for
+   training (seeds from 0) and, separately, for held-out evaluation (seeds from 100000,
+   never used in training);
+2. process: `reward-model process` turns each set of bags into a dataset;
+3. train: `reward-model train` (validation on a fifth of the training episodes);
+4. evaluate: `reward-model evaluate` on the held-out episodes (metrics.json, plots);
+5. replay: fresh episodes (seeds from 200000) through reward_node with the trained
+   checkpoint; the probability is plotted against the ground truth over time.
+
+Everything lands under `runs/demo/`; every process runs in a leased ROS domain with DDS
+kept on this machine.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from reward_msgs.msg import EpisodeEvent, SuccessLabel
@@ -23,240 +30,323 @@ from reward_msgs.msg import EpisodeEvent, SuccessLabel
 from reward_model_ros.paths import share_dir
 from reward_model_ros.ros.conversions import stamp_to_nanoseconds
 from reward_model_ros.ros.processes import NodeProcess, ros_args
-from reward_model_ros.ros.reward_listener import Received, RewardListener
+from reward_model_ros.ros.reward_listener import LocalSession, Received, RewardListener
+
+TRAIN_SEED, EVAL_SEED, REPLAY_SEED = 0, 100_000, 200_000
+TARGETS = {"frame_accuracy": 0.97, "auroc": 0.99, "false_positive_episodes": 0}
 
 
 @dataclass
 class DemoConfig:
     out_dir: Path = Path("runs/demo")
-    """where the generated video and the node logs go"""
-    frames: int = 90
-    """frames in the generated video (played once at `rate`)"""
-    rate: float = 30.0
-    """camera frame rate, Hz"""
-    width: int = 640
-    """video width"""
-    height: int = 480
-    """video height"""
+    """everything goes here (cleared first)"""
+    episodes: int = 30
+    """training: successful and failed episodes to record, each"""
+    eval_episodes: int = 10
+    """held-out evaluation: successful and failed episodes, each"""
+    replay_episodes: int = 1
+    """replayed through reward_node: successful and failed episodes, each"""
+    epochs: int = 4
+    """training epochs"""
     arch: str = "resnet18"
-    """classifier backbone (freshly initialised)"""
-    precision: str = "fp32"
-    """inference precision of reward_node"""
-    timeout: float = 60.0
-    """seconds to wait for each stage"""
-    episodes: int = 2
-    """simulation stage: scripted success episodes, and as many failure episodes"""
+    """classifier backbone"""
+    train_overrides: list[str] = field(default_factory=list)
+    """extra `reward-model train` key=value overrides"""
+    timeout: float = 120.0
+    """seconds to wait for a process to start; episodes get 30 s each on top"""
 
 
-def write_demo_video(path: Path, frames: int, width: int, height: int, rate: float) -> Path:
-    """A synthetic scene: a red cube slides towards a green target and stops on it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), rate, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path} (MJPG/AVI)")
-    side = height // 8
-    target = (int(width * 0.75), height // 2)
-    for i in range(frames):
-        img = np.full((height, width, 3), (60, 60, 60), np.uint8)
-        cv2.rectangle(img, (0, height * 2 // 3), (width, height), (90, 70, 50), -1)  # table
-        cv2.circle(img, target, side, (0, 200, 0), 3)
-        progress = min(1.0, i / max(1, frames * 0.7))
-        x = int(width * 0.15 + progress * (target[0] - width * 0.15))
-        cv2.rectangle(
-            img,
-            (x - side // 2, target[1] - side // 2),
-            (x + side // 2, target[1] + side // 2),
-            (0, 0, 220),
-            -1,
-        )
-        cv2.putText(img, f"frame {i:03d}", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2)
-        writer.write(img)
-    writer.release()
-    return path
+def _qos() -> QoSProfile:
+    return QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
+def _stage(n: int, title: str) -> float:
+    print(f"\n== {n}/5 {title}", flush=True)
+    return time.monotonic()
 
 
-def _print_reward(item: Received) -> None:
-    m = item.msg
-    print(
-        f"  #{m.sequence:03d} p={m.probability:.4f} {'SUCCESS' if m.success else 'fail   '} "
-        f"reward={m.reward:+.1f} inference={m.inference_latency * 1e3:5.1f} ms "
-        f"stamp->here={item.latency_ms:5.1f} ms",
-        flush=True,
-    )
-
-
-def run_reward_stage(cfg: DemoConfig) -> int:
-    video = write_demo_video(cfg.out_dir / "camera.avi", cfg.frames, cfg.width, cfg.height, cfg.rate)
-    print(f"wrote {video} ({cfg.frames} frames, {cfg.width}x{cfg.height}, a cube sliding onto a target)")
-    camera = None
-    with RewardListener("demo_probe", on_message=_print_reward) as listener:
-        reward = NodeProcess(
-            "reward_node",
-            ros_args({"model.arch": cfg.arch, "model.precision": cfg.precision, "image_qos": "reliable"}),
-            env=listener.env,
-            log_path=cfg.out_dir / "reward_node.log",
-        )
-        try:
-            ready = listener.spin_until(  # reward_node subscribes to image_raw once its model is loaded
-                lambda: listener.node.count_subscribers("/image_raw") > 0 or not reward.alive(), cfg.timeout
-            )
-            if not ready or not reward.alive():
-                print("reward_node did not start:\n" + reward.output())
-                return 1
-            print(
-                f"reward_node is up ({cfg.arch}, freshly initialised: its probabilities mean nothing yet); "
-                f"starting camera_node on the video at {cfg.rate:g} Hz"
-            )
-            camera = NodeProcess(
-                "camera_node",
-                ros_args(
-                    {
-                        "source": str(video.resolve()),
-                        "rate": cfg.rate,
-                        "loop": False,
-                        "wait_for_subscriber": True,
-                        "frame_id": "demo_camera",
-                    }
-                ),
-                env=listener.env,
-                log_path=cfg.out_dir / "camera_node.log",
-            )
-            listener.spin_until(lambda: not camera.alive(), cfg.timeout + cfg.frames / cfg.rate)
-            listener.spin_until(lambda: len(listener.received) >= cfg.frames, 2.0)
-        finally:
-            if camera is not None:
-                camera.stop()
-            reward.stop()
-    return _summary(cfg, listener.received, camera)
-
-
-def _summary(cfg: DemoConfig, rewards: list[Received], camera: NodeProcess | None) -> int:
-    latency = [r.latency_ms for r in rewards]
-    inference = [r.msg.inference_latency * 1e3 for r in rewards]
-    code = camera.popen.returncode if camera else None
-    print(
-        f"scored {len(rewards)}/{cfg.frames} frames ({cfg.frames - len(rewards)} dropped); "
-        f"camera_node exit code {code}"
-    )
-    if rewards:
-        print(
-            f"latency from frame capture to reward here: p50 {_percentile(latency, 50):.1f} ms, "
-            f"p99 {_percentile(latency, 99):.1f} ms, max {max(latency):.1f} ms; "
-            f"inference p50 {_percentile(inference, 50):.1f} ms"
-        )
-        print(f"model {rewards[0].msg.model_id}; logs in {cfg.out_dir}/")
-    # Frames skipped as stale (latest wins) are by design; a demo that scores fewer than
-    # 90% of them, or whose camera failed, is not working.
-    return 0 if len(rewards) >= 0.9 * cfg.frames and code == 0 else 1
-
-
-@dataclass
-class EpisodeResult:
-    start: EpisodeEvent
-    end: EpisodeEvent
-    success_frames: int
-    probabilities: list[float]
-
-
-def episode_results(
-    events: list[EpisodeEvent], labels: list[SuccessLabel], rewards: list[Received]
-) -> list[EpisodeResult]:
-    """Group the rewards by episode (image stamps between the START and end events' stamps)."""
-    starts = {e.episode_index: e for e in events if e.event == EpisodeEvent.START}
-    results = []
-    for end in (e for e in events if e.event != EpisodeEvent.START):
-        start = starts.get(end.episode_index)
-        if start is None:
-            continue
-        lo, hi = stamp_to_nanoseconds(start.header.stamp), stamp_to_nanoseconds(end.header.stamp)
-        probs = [r.msg.probability for r in rewards if lo <= stamp_to_nanoseconds(r.msg.header.stamp) <= hi]
-        success = sum(m.success for m in labels if m.episode_index == end.episode_index)
-        results.append(EpisodeResult(start, end, success, probs))
-    return results
-
-
-def run_sim_stage(cfg: DemoConfig) -> int:
-    config = share_dir() / "config" / "sim_pickcube.yaml"
-    qos = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-    events: list[EpisodeEvent] = []
-    labels: list[SuccessLabel] = []
+def collect(cfg: DemoConfig, save_dir: Path, n: int, seed: int, what: str) -> float:
+    """Record n successful and n failed scripted episodes; returns the seconds it took."""
+    config = share_dir() / "config" / "collect_pickcube.yaml"
+    targets = {"target_success": n, "target_failure": n}
+    start = time.monotonic()
+    done: list[EpisodeEvent] = []
 
     def on_event(msg: EpisodeEvent) -> None:
-        events.append(msg)
         if msg.event == EpisodeEvent.START:
-            print(f"  episode {msg.episode_index}: {msg.mode}, seed {msg.seed} ...", flush=True)
+            return
+        done.append(msg)
+        label = "success" if msg.label == EpisodeEvent.LABEL_SUCCESS else "failure"
+        print(
+            f"  [{what} {len(done):>3}] {msg.mode:<13} seed {msg.seed:>6}: {label:<7} {msg.step:>3} steps "
+            f"({time.monotonic() - start:5.0f} s)",
+            flush=True,
+        )
 
-    bridge = None
-    with RewardListener("demo_sim_probe") as listener:
-        listener.node.create_subscription(EpisodeEvent, "episode/event", on_event, qos)
-        listener.node.create_subscription(SuccessLabel, "success_label", labels.append, qos)
-        reward = NodeProcess(
-            "reward_node",
-            ros_args({"model.arch": cfg.arch, "model.precision": cfg.precision}, params_file=config),
-            env=listener.env,
-            log_path=cfg.out_dir / "sim_reward_node.log",
+    with LocalSession(f"demo_collect_{what}") as session:
+        session.node.create_subscription(EpisodeEvent, "episode/event", on_event, _qos())
+        recorder = NodeProcess(
+            "recorder_node",
+            ros_args({"save_dir": str(save_dir), **targets}, params_file=config),
+            env=session.env,
+            log_path=cfg.out_dir / "logs" / f"recorder_{what}.log",
+        )
+        bridge = NodeProcess(
+            "maniskill_bridge",
+            ros_args({**targets, "seed": seed}, params_file=config),
+            env=session.env,
+            log_path=cfg.out_dir / "logs" / f"bridge_{what}.log",
         )
         try:
-            ready = listener.spin_until(
-                lambda: listener.node.count_subscribers("/image_raw") > 0 or not reward.alive(), cfg.timeout
-            )
-            if not ready or not reward.alive():
-                print("reward_node did not start:\n" + reward.output())
-                return 1
-            print(
-                f"reward_node is up; starting maniskill_bridge (scripted driver: {cfg.episodes} success "
-                f"+ {cfg.episodes} failure PickCube episodes, 128x128 camera, as fast as possible)"
-            )
+            limit = cfg.timeout + 30.0 * 2 * n * 2  # failures the driver discards count too
+            session.spin_until(lambda: not recorder.alive() or not bridge.alive(), limit)
+            session.spin_until(lambda: not recorder.alive(), 30.0)
+        finally:
+            bridge.stop()
+            code = recorder.stop()
+    if code != 0:
+        raise RuntimeError(
+            f"recording {what} episodes failed (recorder exit {code}):\n{recorder.output()[-3000:]}"
+        )
+    return time.monotonic() - start
+
+
+def replay(cfg: DemoConfig, checkpoint: Path) -> dict:
+    """Fresh episodes through reward_node with the trained checkpoint: per-episode ground
+    truth and probabilities, plotted over time."""
+    config = share_dir() / "config" / "sim_pickcube.yaml"
+    events: list[EpisodeEvent] = []
+    labels: list[SuccessLabel] = []
+    with RewardListener("demo_replay") as listener:
+        listener.node.create_subscription(EpisodeEvent, "episode/event", events.append, _qos())
+        listener.node.create_subscription(SuccessLabel, "success_label", labels.append, _qos())
+        reward = NodeProcess(
+            "reward_node",
+            ros_args({"model.checkpoint_path": str(checkpoint)}, params_file=config),
+            env=listener.env,
+            log_path=cfg.out_dir / "logs" / "replay_reward_node.log",
+        )
+        bridge = None
+        try:
+            if (
+                not listener.spin_until(
+                    lambda: listener.node.count_subscribers("/image_raw") > 0 or not reward.alive(),
+                    cfg.timeout,
+                )
+                or not reward.alive()
+            ):
+                raise RuntimeError("reward_node did not start:\n" + reward.output()[-3000:])
+            n = cfg.replay_episodes
             bridge = NodeProcess(
                 "maniskill_bridge",
                 ros_args(
                     {
                         "driver": "scripted",
-                        "target_success": cfg.episodes,
-                        "target_failure": cfg.episodes,
-                        "real_time": False,
+                        "target_success": n,
+                        "target_failure": n,
+                        "seed": REPLAY_SEED,
+                        "real_time": True,  # 20 Hz, as a robot would send frames
+                        "wait_for_subscribers": ["image_raw"],
                     },
                     params_file=config,
                 ),
                 env=listener.env,
-                log_path=cfg.out_dir / "maniskill_bridge.log",
+                log_path=cfg.out_dir / "logs" / "replay_bridge.log",
             )
-            listener.spin_until(lambda: not bridge.alive(), cfg.timeout + 30.0 * cfg.episodes)
-            listener.spin_until(lambda: False, 1.0)  # the last rewards in flight
+            listener.spin_until(lambda: not bridge.alive(), cfg.timeout + 60.0 * 2 * n)
+            listener.spin_until(lambda: False, 1.0)
         finally:
             if bridge is not None:
                 bridge.stop()
             reward.stop()
-    results = episode_results(events, labels, listener.received)
-    print(f"{'episode':>7}  {'mode':<14} {'seed':>4}  {'truth':<7} {'success frames':>14}  mean p (frames)")
-    for r in results:
-        truth = "success" if r.end.label == EpisodeEvent.LABEL_SUCCESS else "failure"
-        mean = f"{np.mean(r.probabilities):.3f} ({len(r.probabilities)})" if r.probabilities else "- (0)"
-        print(
-            f"{r.end.episode_index:>7}  {r.start.mode:<14} {r.start.seed:>4}  {truth:<7} "
-            f"{r.success_frames:>14}  {mean}"
+    return _replay_report(cfg, events, labels, listener.received)
+
+
+def _replay_report(cfg: DemoConfig, events, labels, rewards: list[Received]) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    starts = {e.episode_index: e for e in events if e.event == EpisodeEvent.START}
+    ends = [e for e in events if e.event != EpisodeEvent.START and e.episode_index in starts]
+    fig, axes = plt.subplots(len(ends), 1, figsize=(9, 2.6 * max(1, len(ends))), squeeze=False)
+    out = []
+    for ax, end in zip(axes[:, 0], ends, strict=True):
+        start = starts[end.episode_index]
+        t0 = stamp_to_nanoseconds(start.header.stamp)
+        t1 = stamp_to_nanoseconds(end.header.stamp)
+        truth = sorted(
+            (stamp_to_nanoseconds(m.header.stamp), m.success)
+            for m in labels
+            if m.episode_index == end.episode_index
         )
-    print(
-        "(the classifier is freshly initialised: its probabilities mean nothing until a trained "
-        f"checkpoint is given; logs in {cfg.out_dir}/)"
-    )
-    code = bridge.popen.returncode if bridge else None
-    complete = len(results) == 2 * cfg.episodes and all(r.probabilities for r in results)
-    return 0 if complete and code == 0 else 1
+        probs = sorted(
+            (stamp_to_nanoseconds(r.msg.header.stamp), r.msg.probability, r.msg.success)
+            for r in rewards
+            if t0 <= stamp_to_nanoseconds(r.msg.header.stamp) <= t1
+        )
+        threshold = rewards[0].msg.threshold if rewards else 0.5
+        if truth:
+            ax.step(
+                [(t - t0) / 1e9 for t, _ in truth],
+                [float(s) for _, s in truth],
+                where="post",
+                label="ground truth",
+            )
+        if probs:
+            ax.plot(
+                [(t - t0) / 1e9 for t, _, _ in probs],
+                [p for _, p, _ in probs],
+                label="reward_node probability",
+            )
+        ax.axhline(threshold, color="k", ls=":", lw=0.8, label=f"threshold {threshold:.2f}")
+        truth_label = "success" if end.label == EpisodeEvent.LABEL_SUCCESS else "failure"
+        ax.set_title(
+            f"episode {end.episode_index}: {start.mode}, seed {start.seed}, ground truth {truth_label}",
+            fontsize=9,
+        )
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel("p(success)")
+        first_true = next((t for t, s in truth if s), None)
+        first_pred = next((t for t, _, s in probs if s), None)
+        out.append(
+            {
+                "episode": int(end.episode_index),
+                "mode": start.mode,
+                "seed": int(start.seed),
+                "truth": truth_label,
+                "frames_scored": len(probs),
+                "frames": len(truth),
+                "mean_probability": float(np.mean([p for _, p, _ in probs])) if probs else None,
+                "judged_success": first_pred is not None,
+                "delay_s": (first_pred - first_true) / 1e9
+                if first_true is not None and first_pred is not None
+                else None,
+            }
+        )
+    axes[-1, 0].set_xlabel("seconds since the episode started")
+    axes[0, 0].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(cfg.out_dir / "replay.png", dpi=100)
+    plt.close(fig)
+    return {"episodes": out, "plot": str(cfg.out_dir / "replay.png")}
 
 
 def run_demo(cfg: DemoConfig) -> int:
-    from reward_model_ros.cli import check_interfaces
+    from reward_model_ros.core.overrides import apply_overrides
+    from reward_model_ros.data.dataset import DataConfig, build_dataset
+    from reward_model_ros.training.evaluate import evaluate
+    from reward_model_ros.training.train import TrainConfig, train
 
-    print("== 1/3 interfaces: every reward_msgs type across two processes")
-    if check_interfaces(True, "interface_echo", cfg.timeout) != 0:
-        return 1
-    print("\n== 2/3 camera_node -> reward_node: a video scored frame by frame")
-    if run_reward_stage(cfg) != 0:
-        return 1
-    print("\n== 3/3 simulation: scripted PickCube episodes -> reward_node, ground truth per episode")
-    return run_sim_stage(cfg)
+    out = cfg.out_dir
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "logs").mkdir(parents=True)
+    timings: dict[str, float] = {}
+    begin = time.monotonic()
+
+    t = _stage(
+        1,
+        f"collect: {cfg.episodes}+{cfg.episodes} training and {cfg.eval_episodes}+{cfg.eval_episodes} "
+        "held-out PickCube episodes (bridge -> recorder, through ROS)",
+    )
+    timings["collect_train_s"] = collect(cfg, out / "bags" / "train", cfg.episodes, TRAIN_SEED, "train")
+    timings["collect_eval_s"] = collect(cfg, out / "bags" / "eval", cfg.eval_episodes, EVAL_SEED, "eval")
+    timings["collect_s"] = time.monotonic() - t
+
+    t = _stage(2, "process: bags -> datasets")
+    train_summary = build_dataset(
+        [out / "bags" / "train"], out / "dataset", DataConfig(val_fraction=0.2, seed=0), log=print
+    )
+    eval_summary = build_dataset(
+        [out / "bags" / "eval"], out / "dataset_eval", DataConfig(val_fraction=0.0), log=print
+    )
+    for name, s in (("training", train_summary), ("held-out", eval_summary)):
+        c = s["splits"]
+        print(
+            f"  {name}: {s['samples']} samples; train {c['train']['frames_positive']} success / "
+            f"{c['train']['frames_negative']} failure frames, val {c['val']['frames_positive']} / "
+            f"{c['val']['frames_negative']}"
+        )
+    timings["process_s"] = time.monotonic() - t
+
+    t = _stage(3, f"train: {cfg.arch}, {cfg.epochs} epochs")
+    tcfg = apply_overrides(
+        TrainConfig(),
+        [
+            f"model.arch={cfg.arch}",
+            f"runner.max_epochs={cfg.epochs}",
+            f"runner.output_dir={out / 'train'}",
+            f"runner.logger.log_path={out / 'train' / 'logs'}",
+            "runner.save_interval=0",
+            *cfg.train_overrides,
+        ],
+        [share_dir() / "config" / "train_reward.yaml"],
+    )
+    result = train(tcfg, out / "dataset")
+    timings["train_s"] = time.monotonic() - t
+    best = out / "train" / "best_model"
+
+    t = _stage(4, "evaluate on the held-out episodes (seeds never used in training)")
+    report = evaluate(best, out / "dataset_eval", split="all", out=out / "eval")
+    timings["evaluate_s"] = time.monotonic() - t
+    f, e = report["frames_at_recommended"], report["episodes"]
+    print(
+        f"  frame accuracy {f['accuracy']:.4f}, AUROC {f['auroc']:.4f}, "
+        f"ECE {report['calibration']['ece']:.4f}; "
+        f"recommended threshold {report['recommended_threshold']:.2f} (debounce {report['debounce']}): "
+        f"{e['false_positive_episodes']}/{e['failure_episodes']} failure episodes judged successful, "
+        f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, mean delay "
+        f"{e['mean_delay_frames']:.1f} frames"
+    )
+
+    t = _stage(5, "replay: fresh episodes through reward_node with the trained checkpoint")
+    rep = replay(cfg, best)
+    timings["replay_s"] = time.monotonic() - t
+    for r in rep["episodes"]:
+        mean = f"{r['mean_probability']:.3f}" if r["mean_probability"] is not None else "-"
+        print(
+            f"  episode {r['episode']} {r['mode']:<13} seed {r['seed']}: truth {r['truth']:<7} "
+            f"mean p {mean}, judged {'success' if r['judged_success'] else 'failure'}, "
+            f"{r['frames_scored']}/{r['frames']} frames scored"
+        )
+    timings["total_s"] = time.monotonic() - begin
+
+    measured = {
+        "frame_accuracy": f["accuracy"],
+        "auroc": f["auroc"],
+        "false_positive_episodes": e["false_positive_episodes"],
+    }
+    met = {
+        "frame_accuracy": measured["frame_accuracy"] >= TARGETS["frame_accuracy"],
+        "auroc": measured["auroc"] >= TARGETS["auroc"],
+        "false_positive_episodes": measured["false_positive_episodes"] <= TARGETS["false_positive_episodes"],
+    }
+    summary = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+        "timings_s": {k: round(v, 1) for k, v in timings.items()},
+        "datasets": {"train": train_summary["splits"], "eval": eval_summary["splits"]},
+        "training": {"steps": result["state"]["step"], "best": result["state"]["best"]},
+        "evaluation": measured,
+        "recommended_threshold": report["recommended_threshold"],
+        "targets": TARGETS,
+        "targets_met": met,
+        "replay": rep["episodes"],
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"\n== summary ({timings['total_s'] / 60:.1f} min; everything in {out}/)")
+    for k, v in measured.items():
+        print(
+            f"  {k:<24} {v:.4f}" if isinstance(v, float) else f"  {k:<24} {v}",
+            f"  target {'>=' if k != 'false_positive_episodes' else '<='} {TARGETS[k]}: "
+            f"{'met' if met[k] else 'MISSED'}",
+        )
+    print(
+        f"  report: {out / 'eval'}/ (metrics.json, roc_pr.png, reliability.png, confusion_matrix.png, "
+        f"worst_errors.png, loss_curves.png); replay plot: {rep['plot']}"
+    )
+    complete = len(rep["episodes"]) == 2 * cfg.replay_episodes and all(
+        r["frames_scored"] for r in rep["episodes"]
+    )
+    return 0 if complete else 1
