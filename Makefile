@@ -3,6 +3,12 @@
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
+# demo sizes: make demo EPISODES=10 EVAL_EPISODES=5 EPOCHS=2 (defaults: 30, 10, 4)
+EPISODES ?=
+EVAL_EPISODES ?=
+EPOCHS ?=
+DEMO_ARGS = $(if $(EPISODES),--episodes $(EPISODES)) $(if $(EVAL_EPISODES),--eval-episodes $(EVAL_EPISODES)) \
+            $(if $(EPOCHS),--epochs $(EPOCHS))
 
 .PHONY: all setup demo test lint format constraints clean
 all: test
@@ -12,7 +18,7 @@ setup:
 
 ## demo: set up what is missing, then run the main job on the embedded default
 demo: setup
-	@$(BIN)/reward-model demo
+	@$(BIN)/reward-model demo $(DEMO_ARGS)
 
 ## test: set up what is missing, then lint and run the whole test suite
 test: setup lint

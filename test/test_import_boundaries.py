@@ -1,4 +1,4 @@
-"""core/, rl/ and data/ must run without ROS: no rclpy, no message package, directly or not."""
+"""core/, rl/, data/ and training/ must run without ROS: no rclpy, no message package, directly or not."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def run_blocked_import(modules: list[str], extra_path: Path | None = None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
 
 
-@pytest.mark.parametrize("sub", ["core", "rl", "data"])
+@pytest.mark.parametrize("sub", ["core", "rl", "data", "training"])
 def test_no_ros_import_in_source(sub):
     offenders = [
         f"{p.relative_to(SRC)}:{line} imports {m}"
@@ -102,8 +102,15 @@ def test_no_ros_import_in_source(sub):
 
 def test_core_and_rl_import_with_ros_blocked():
     """Catches indirect imports too (core -> some helper -> rclpy)."""
-    modules = [m for sub in ("core", "rl", "data") for m in modules_under(SRC / sub, "reward_model_ros")]
-    assert {"reward_model_ros.core", "reward_model_ros.rl", "reward_model_ros.data"} <= set(modules)
+    modules = [
+        m for sub in ("core", "rl", "data", "training") for m in modules_under(SRC / sub, "reward_model_ros")
+    ]
+    assert {
+        "reward_model_ros.core",
+        "reward_model_ros.rl",
+        "reward_model_ros.data",
+        "reward_model_ros.training",
+    } <= set(modules)
     out = run_blocked_import(modules)
     assert out.returncode == 0, out.stdout + out.stderr
 

@@ -298,6 +298,7 @@ class Trainer:
                 f"process(es); {self.device}, autocast {self.amp or 'fp32'}"
             )
         bar = self._bar(max_steps, state["step"])
+        self.started = time.monotonic()
         history: list[dict] = []
         loss_fn = torch.nn.BCEWithLogitsLoss()
         stop = state["step"] >= max_steps
@@ -416,6 +417,7 @@ class Trainer:
             {
                 "step": step,
                 "epoch": state["epoch"],
+                "elapsed_s": round(time.monotonic() - self.started, 2),
                 "train_loss": train_loss,
                 **{f"val/{k}": v for k, v in m.items()},
             }
