@@ -3,7 +3,7 @@
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
-# demo sizes: make demo EPISODES=10 EVAL_EPISODES=5 EPOCHS=2 (defaults: 30, 10, 4)
+# demo sizes: make demo EPISODES=10 EVAL_EPISODES=5 EPOCHS=2 (defaults: 40, 10, 8)
 EPISODES ?=
 EVAL_EPISODES ?=
 EPOCHS ?=

@@ -132,8 +132,17 @@ def test_metrics_on_hand_made_probabilities():
     )
     # 0.6 judges "f" successful (0.6, 0.65 in a row); 0.65 and 0.7 do not, and 0.7 also gets
     # frame f[2] right: the better frame accuracy wins
-    assert best == pytest.approx(0.7)
-    assert next(r for r in rows if r["threshold"] == best)["false_positive_episodes"] == 0
+    assert best == (pytest.approx(0.7), 2)
+    assert next(r for r in rows if r["threshold"] == best[0])["false_positive_episodes"] == 0
+    # with the debounce swept too, a longer debounce lets a lower threshold through safely
+    rows, best = M.threshold_sweep(
+        np.concatenate([episodes["s"][1], episodes["f"][1]]),
+        np.concatenate([episodes["s"][2], episodes["f"][2]]),
+        episodes,
+        debounce=[2, 3],
+    )
+    assert best == (pytest.approx(0.7), 2)  # same accuracy: the shorter debounce wins
+    assert {r["debounce"] for r in rows} == {2, 3}
 
 
 def test_evaluate_and_predict_commands(dataset, tmp_path):

@@ -174,7 +174,8 @@ def evaluate_command(args) -> int:
         f"{report['threshold']:.2f})"
     )
     print(
-        f"recommended threshold {report['recommended_threshold']:.2f} with debounce {report['debounce']}: "
+        f"recommended: reward_threshold {report['recommended_threshold']:.2f}, debounce_frames "
+        f"{report['debounce']}: "
         f"{e['false_positive_episodes']} failure episode(s) judged successful, "
         f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, mean delay "
         f"{e['mean_delay_frames']:.1f} frames; report in {report['out']}"
@@ -229,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
 
     demo = sub.add_parser("demo", help="the main job on the embedded default: the whole loop in simulation")
     demo.add_argument(
-        "--episodes", type=int, default=30, help="training episodes: successes and failures, each"
+        "--episodes", type=int, default=40, help="training episodes: successes and failures, each"
     )
     demo.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes, each outcome")
     demo.add_argument("--replay-episodes", type=int, default=1, help="episodes replayed through reward_node")
-    demo.add_argument("--epochs", type=int, default=4, help="training epochs")
+    demo.add_argument("--epochs", type=int, default=8, help="training epochs")
     demo.add_argument("--arch", default="resnet18", help="classifier backbone")
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a process to start")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (cleared first)")
@@ -287,7 +288,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--data", type=Path, required=True, help="dataset directory (manifest.jsonl)")
     ev.add_argument("--split", default="val", help="val (default), train or all")
     ev.add_argument("--out", type=Path, default=None, help="report directory (default: <checkpoint>/eval)")
-    ev.add_argument("--debounce", type=int, default=None, help="debounce frames (default: 3)")
+    ev.add_argument(
+        "--debounce", type=int, default=None, help="debounce frames (default: sweep 1..8 and recommend one)"
+    )
     ev.add_argument("--logs", type=Path, default=None, help="TensorBoard log dir for the loss curves")
 
     pr = sub.add_parser("predict", help="score image files with a checkpoint")

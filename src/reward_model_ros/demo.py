@@ -40,13 +40,13 @@ TARGETS = {"frame_accuracy": 0.97, "auroc": 0.99, "false_positive_episodes": 0}
 class DemoConfig:
     out_dir: Path = Path("runs/demo")
     """everything goes here (cleared first)"""
-    episodes: int = 30
+    episodes: int = 40
     """training: successful and failed episodes to record, each"""
     eval_episodes: int = 10
     """held-out evaluation: successful and failed episodes, each"""
     replay_episodes: int = 1
     """replayed through reward_node: successful and failed episodes, each"""
-    epochs: int = 4
+    epochs: int = 8
     """training epochs"""
     arch: str = "resnet18"
     """classifier backbone"""
@@ -111,9 +111,9 @@ def collect(cfg: DemoConfig, save_dir: Path, n: int, seed: int, what: str) -> fl
     return time.monotonic() - start
 
 
-def replay(cfg: DemoConfig, checkpoint: Path) -> dict:
-    """Fresh episodes through reward_node with the trained checkpoint: per-episode ground
-    truth and probabilities, plotted over time."""
+def replay(cfg: DemoConfig, checkpoint: Path, threshold: float, debounce: int) -> dict:
+    """Fresh episodes through reward_node with the trained checkpoint and the recommended
+    threshold and debounce: per-episode ground truth and probabilities, plotted over time."""
     config = share_dir() / "config" / "sim_pickcube.yaml"
     events: list[EpisodeEvent] = []
     labels: list[SuccessLabel] = []
@@ -122,7 +122,14 @@ def replay(cfg: DemoConfig, checkpoint: Path) -> dict:
         listener.node.create_subscription(SuccessLabel, "success_label", labels.append, _qos())
         reward = NodeProcess(
             "reward_node",
-            ros_args({"model.checkpoint_path": str(checkpoint)}, params_file=config),
+            ros_args(
+                {
+                    "model.checkpoint_path": str(checkpoint),
+                    "reward_threshold": float(threshold),
+                    "debounce_frames": int(debounce),
+                },
+                params_file=config,
+            ),
             env=listener.env,
             log_path=cfg.out_dir / "logs" / "replay_reward_node.log",
         )
@@ -295,14 +302,17 @@ def run_demo(cfg: DemoConfig) -> int:
     print(
         f"  frame accuracy {f['accuracy']:.4f}, AUROC {f['auroc']:.4f}, "
         f"ECE {report['calibration']['ece']:.4f}; "
-        f"recommended threshold {report['recommended_threshold']:.2f} (debounce {report['debounce']}): "
+        f"recommended reward_threshold {report['recommended_threshold']:.2f}, debounce_frames "
+        f"{report['debounce']}: "
         f"{e['false_positive_episodes']}/{e['failure_episodes']} failure episodes judged successful, "
         f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, mean delay "
         f"{e['mean_delay_frames']:.1f} frames"
     )
 
-    t = _stage(5, "replay: fresh episodes through reward_node with the trained checkpoint")
-    rep = replay(cfg, best)
+    t = _stage(
+        5, "replay: fresh episodes through reward_node with the checkpoint and the recommended settings"
+    )
+    rep = replay(cfg, best, report["recommended_threshold"], report["debounce"])
     timings["replay_s"] = time.monotonic() - t
     for r in rep["episodes"]:
         mean = f"{r['mean_probability']:.3f}" if r["mean_probability"] is not None else "-"
@@ -330,6 +340,7 @@ def run_demo(cfg: DemoConfig) -> int:
         "training": {"steps": result["state"]["step"], "best": result["state"]["best"]},
         "evaluation": measured,
         "recommended_threshold": report["recommended_threshold"],
+        "recommended_debounce_frames": report["debounce"],
         "targets": TARGETS,
         "targets_met": met,
         "replay": rep["episodes"],

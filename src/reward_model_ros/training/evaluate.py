@@ -1,9 +1,10 @@
 """`reward-model evaluate` and `reward-model predict`.
 
 evaluate: a checkpoint on a dataset split -> frame metrics (accuracy, precision, recall,
-false-positive rate, AUROC, ECE), per-episode results with the debounce reward_node uses
-(failure episodes judged successful; delay from the first true success frame to the first
-detected one), a threshold sweep with the recommended threshold; written as metrics.json
+false-positive rate, AUROC, ECE), per-episode results with reward_node's debounce (failure
+episodes judged successful; delay from the first true success frame to the first detected
+one), a sweep over thresholds and debounce lengths with the recommended pair (set them as
+reward_node's reward_threshold and debounce_frames); written as metrics.json
 and PNG plots (loss curves from the TensorBoard logs, ROC and PR curves, reliability
 diagram, confusion matrix, the worst false positives and false negatives).
 """
@@ -26,7 +27,7 @@ from reward_model_ros.training import metrics as M
 from reward_model_ros.training.data import load_rgb
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
-DEFAULT_DEBOUNCE = 3
+DEBOUNCES = list(range(1, 9))  # swept when --debounce is not given (frames; 8 = 0.4 s at 20 Hz)
 
 
 def score_rows(ckpt, rows: list[dict], root: Path, batch: int = 64) -> np.ndarray:
@@ -67,14 +68,15 @@ def evaluate(
     rows.sort(key=lambda r: (r["episode"], r["frame"]))
     probs = score_rows(ckpt, rows, Path(data))
     labels = np.array([r["label"] for r in rows], int)
-    debounce = DEFAULT_DEBOUNCE if debounce is None else debounce
     episodes: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
     idx_by_ep: dict[str, list[int]] = defaultdict(list)
     for i, r in enumerate(rows):
         idx_by_ep[r["episode"]].append(i)
     for ep, idx in idx_by_ep.items():
         episodes[ep] = (int(rows[idx[0]]["episode_label"]), labels[idx], probs[idx])
-    sweep, recommended = M.threshold_sweep(labels, probs, episodes, debounce)
+    sweep, (recommended, debounce) = M.threshold_sweep(
+        labels, probs, episodes, DEBOUNCES if debounce is None else debounce
+    )
     threshold = ckpt.threshold
     frames = M.binary_metrics(labels, probs, threshold)
     outcomes = M.episode_outcomes(episodes, recommended, debounce)

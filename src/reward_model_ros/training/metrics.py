@@ -163,34 +163,40 @@ def threshold_sweep(
     labels: np.ndarray,
     probs: np.ndarray,
     episodes: dict[str, tuple[int, np.ndarray, np.ndarray]],
-    debounce: int,
+    debounce: int | list[int],
     thresholds: np.ndarray | None = None,
-) -> tuple[list[dict], float]:
-    """Frame and episode figures per threshold, and the recommended threshold: among the
-    thresholds that judge no failure episode successful, the one that detects the most
-    successful episodes, then with the best frame accuracy (ties: the lower threshold, for
-    the shorter delay); without such a threshold, the best frame accuracy."""
+) -> tuple[list[dict], tuple[float, int]]:
+    """Frame and episode figures per (threshold, debounce), and the recommended pair: among
+    the pairs that judge no failure episode successful, the one that detects the most
+    successful episodes, then with the best frame accuracy, then the shortest debounce
+    (less delay), then the lower threshold; without such a pair, the best frame accuracy."""
     thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2) if thresholds is None else thresholds
+    debounces = [debounce] if isinstance(debounce, int) else list(debounce)
     rows = []
-    for t in thresholds:
-        outcomes = episode_outcomes(episodes, float(t), debounce)
-        delays = [o.delay_frames for o in outcomes if o.label == 1 and o.delay_frames is not None]
-        c = confusion(labels, probs, float(t))
-        rows.append(
-            {
-                "threshold": float(t),
-                "accuracy": _div(c["tp"] + c["tn"], len(labels)),
-                "false_positive_episodes": sum(o.label == 0 and o.judged_success for o in outcomes),
-                "detected_success_episodes": sum(o.label == 1 and o.judged_success for o in outcomes),
-                "mean_delay_frames": float(np.mean(delays)) if delays else float("nan"),
-            }
-        )
+    for d in debounces:
+        for t in thresholds:
+            outcomes = episode_outcomes(episodes, float(t), d)
+            delays = [o.delay_frames for o in outcomes if o.label == 1 and o.delay_frames is not None]
+            c = confusion(labels, probs, float(t))
+            rows.append(
+                {
+                    "threshold": float(t),
+                    "debounce": int(d),
+                    "accuracy": _div(c["tp"] + c["tn"], len(labels)),
+                    "false_positive_episodes": sum(o.label == 0 and o.judged_success for o in outcomes),
+                    "detected_success_episodes": sum(o.label == 1 and o.judged_success for o in outcomes),
+                    "mean_delay_frames": float(np.mean(delays)) if delays else float("nan"),
+                }
+            )
     safe = [r for r in rows if r["false_positive_episodes"] == 0]
     if safe:
-        best = max(safe, key=lambda r: (r["detected_success_episodes"], r["accuracy"], -r["threshold"]))
+        best = max(
+            safe,
+            key=lambda r: (r["detected_success_episodes"], r["accuracy"], -r["debounce"], -r["threshold"]),
+        )
     else:
-        best = max(rows, key=lambda r: (r["accuracy"], -r["threshold"]))
-    return rows, best["threshold"]
+        best = max(rows, key=lambda r: (r["accuracy"], -r["debounce"], -r["threshold"]))
+    return rows, (best["threshold"], best["debounce"])
 
 
 def best_accuracy_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
