@@ -230,3 +230,17 @@ def test_two_process_ddp_with_gloo(dataset, tmp_path):
     assert "8 x 2 x 2 process(es)" in out.stdout  # micro 8 x accumulation 2 x 2 processes = 32
     assert out.stdout.count("done: 4 steps") == 1  # rank 0 reports
     assert load_checkpoint(tmp_path / "run" / "last").training["step"] == 4
+
+
+def test_a_dataset_smaller_than_one_global_batch_still_trains(dataset, tmp_path):
+    # 192 training images, global batch 512: one optimizer step per epoch, with replacement
+    for balance in ("true", "false"):
+        cfg = config(
+            tmp_path / balance,
+            "actor.global_batch_size=512",
+            "runner.max_epochs=2",
+            f"data.balance={balance}",
+        )
+        result = train(cfg, dataset, log=lambda m: None)
+        assert result["state"]["step"] == 2 and len(result["history"]) == 2
+        assert (tmp_path / balance / "run" / "best_model" / "model.safetensors").is_file()

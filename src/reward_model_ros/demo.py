@@ -278,7 +278,6 @@ def run_demo(cfg: DemoConfig) -> int:
         )
     timings["process_s"] = time.monotonic() - t
 
-    t = _stage(3, f"train: {cfg.arch}, {cfg.epochs} epochs")
     tcfg = apply_overrides(
         TrainConfig(),
         [
@@ -291,6 +290,7 @@ def run_demo(cfg: DemoConfig) -> int:
         ],
         [share_dir() / "config" / "train_reward.yaml"],
     )
+    t = _stage(3, f"train: {tcfg.model.arch}, {tcfg.runner.max_epochs} epochs")
     result = train(tcfg, out / "dataset")
     timings["train_s"] = time.monotonic() - t
     best = out / "train" / "best_model"

@@ -239,16 +239,19 @@ class Trainer:
         va = FrameDataset(examples_from(val, self.data_dir), self.model_cfg, None, d.cache)
         return tr, va
 
-    def _loader(self, ds: FrameDataset, epoch: int) -> DataLoader:
+    def _loader(self, ds: FrameDataset, epoch: int, per_rank: int) -> DataLoader:
+        """`per_rank` samples for this process (drawn with replacement when that is more
+        than the data)."""
         labels = ds.labels()
-        n_per_rank = len(ds) // self.world
         gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch * 10 + self.rank)
         if self.cfg.data.balance:
             counts = np.bincount(labels, minlength=2).astype(float)
             weights = 1.0 / counts[labels]
-            sampler = WeightedRandomSampler(weights.tolist(), n_per_rank, replacement=True, generator=gen)
+            sampler = WeightedRandomSampler(weights.tolist(), per_rank, replacement=True, generator=gen)
         else:
-            perm = torch.randperm(len(ds), generator=gen)[: n_per_rank * self.world]
+            total = per_rank * self.world
+            repeats = -(-total // len(ds))
+            perm = torch.cat([torch.randperm(len(ds), generator=gen) for _ in range(repeats)])[:total]
             sampler = perm[self.rank :: self.world].tolist()
         ds.epoch = epoch
         return DataLoader(
@@ -306,7 +309,10 @@ class Trainer:
         val_metrics: dict[str, float] = {}
         while not stop:
             epoch = state["epoch"]
-            loader = self._loader(train_ds, epoch)
+            # at least the epoch's steps x accumulation x micro-batch: a dataset smaller than
+            # one global batch still makes an optimizer step per epoch
+            per_rank = max(len(train_ds) // self.world, steps_per_epoch * accum * cfg.actor.micro_batch_size)
+            loader = self._loader(train_ds, epoch, per_rank)
             net.train()
             opt.zero_grad(set_to_none=True)
             micro, running = 0, []
