@@ -52,6 +52,13 @@ def apply_overrides(defaults: Any, overrides: Sequence[str] = (), yaml_files: It
     return cfg
 
 
+def to_plain(cfg: Any) -> dict:
+    """A config (OmegaConf or a dataclass instance) as plain dicts and lists, for JSON."""
+    from dataclasses import asdict
+
+    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else asdict(cfg)
+
+
 def _unknown(key: str, known: list[str]) -> str:
     key = key.split("\n")[0].replace("Key '", "").strip("'")
     close = difflib.get_close_matches(key, known, n=3, cutoff=0.5)

@@ -25,7 +25,7 @@ import math
 import random
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from reward_model_ros.core.images import decode
+from reward_model_ros.core.overrides import to_plain
 from reward_model_ros.data.bags import BagError, bag_dirs, header_stamp_ns, needs_recovery, read_episode_info
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -124,6 +125,9 @@ def _first_pass(reader, cfg: DataConfig) -> dict[str, list]:
             out["actions"].append((stamp, motion, float(msg.gripper)))
     for v in out.values():
         v.sort(key=lambda x: x[0])
+    # stamps once per bag, for the per-frame lookups
+    out["label_stamps"] = [x[0] for x in out["labels"]]
+    out["action_stamps"] = [x[0] for x in out["actions"]]
     return out
 
 
@@ -157,8 +161,9 @@ def _group(stamps: dict[str, list[int]], topics: list[str], tolerance_ns: int) -
     return samples, unmatched
 
 
-def _latest(series: list[tuple], stamp: int) -> tuple | None:
-    i = bisect_right([s[0] for s in series], stamp)
+def _latest(series: list[tuple], stamps: list[int], stamp: int) -> tuple | None:
+    """The last item of `series` (sorted by stamp; `stamps` its stamps) at or before `stamp`."""
+    i = bisect_right(stamps, stamp)
     return series[i - 1] if i else None
 
 
@@ -205,7 +210,8 @@ def _label_frames(ep: Episode, first: dict[str, list], cfg: DataConfig) -> None:
         ep.labels = [0] * len(ep.frames)
         return
     if first["labels"]:
-        ep.labels = [int(bool((_latest(first["labels"], t) or (0, False))[1])) for t, _ in ep.frames]
+        labels, stamps = first["labels"], first["label_stamps"]
+        ep.labels = [int(bool((_latest(labels, stamps, t) or (0, False))[1])) for t, _ in ep.frames]
         return
     n = len(ep.frames)
     tail = n if cfg.success_tail_frames <= 0 else min(n, cfg.success_tail_frames)
@@ -218,7 +224,7 @@ def _drop_idle(ep: Episode, first: dict[str, list], cfg: DataConfig) -> int:
         return 0
     keep_frames, keep_labels, dropped, prev_grip = [], [], 0, None
     for (t, group), label in zip(ep.frames, ep.labels, strict=True):
-        a = _latest(actions, t)
+        a = _latest(actions, first["action_stamps"], t)
         idle = (
             a is not None
             and a[1] < cfg.idle_threshold
@@ -296,7 +302,6 @@ def build_dataset(
     skipped: list[dict[str, str]] = []
     camera_topics: list[str] | None = None
     stats = {"unmatched_camera_frames": 0, "idle_frames_dropped": 0, "frames_outside_episodes": 0}
-    firsts: dict[Path, dict] = {}
     for n, bag in enumerate(bags):
         if progress:
             progress(n, len(bags), str(bag))
@@ -343,7 +348,6 @@ def build_dataset(
                         ep.labels = [ep.labels[i] for i in keep]
                 stats["frames_outside_episodes"] += len(samples) - sum(len(e.frames) for e in eps)
                 episodes += [e for e in eps if e.frames]
-                firsts[bag] = first
         except Skip as exc:
             skipped.append({"bag": str(bag), "reason": str(exc)})
             log(f"skipped {bag}: {exc}")
@@ -454,14 +458,8 @@ def _summary(episodes, chosen, written, skipped, stats, topics, cfg) -> dict[str
         "skipped_bags": skipped,
         **stats,
         "val_episodes": sorted(e.key for e in episodes if e.split == "val"),
-        "config": _plain(cfg),
+        "config": to_plain(cfg),
     }
-
-
-def _plain(cfg) -> dict:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else asdict(cfg)
 
 
 def read_manifest(dataset: Path) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 from reward_model_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from reward_model_ros.core.config import ModelConfig
 from reward_model_ros.core.model import ResNetRewardModel
+from reward_model_ros.core.overrides import to_plain
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
 from reward_model_ros.training.data import Augment, FrameDataset, examples_from, sample_rows
@@ -146,15 +147,8 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def _plain(cfg) -> dict:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else cfg
-
-
 def _model_config(cfg) -> ModelConfig:
-    d = _plain(cfg.model)
-    return ModelConfig.from_dict(dict(d))
+    return ModelConfig.from_dict(to_plain(cfg.model))
 
 
 class Trainer:
