@@ -2,7 +2,7 @@
 
 from glob import glob
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 PACKAGE = "reward_model_ros"
 
@@ -15,19 +15,18 @@ NODES = {
     "recorder_node": "reward_model_ros.nodes.recorder:main",
     "pose_success_node": "reward_model_ros.nodes.pose_success:main",
     "label_keyboard_node": "reward_model_ros.nodes.label_keyboard:main",
+    "franka_adapter": "reward_model_ros.nodes.franka_adapter:main",
+    "fake_arm": "reward_model_ros.nodes.fake_arm:main",
+    "arm_observer": "reward_model_ros.nodes.arm_observer:main",
+    "rl_trainer": "reward_model_ros.nodes.rl_trainer:main",
 }
 
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=[
-        "reward_model_ros",
-        "reward_model_ros.core",
-        "reward_model_ros.rl",
-        "reward_model_ros.nodes",
-        "reward_model_ros.ros",
-        "reward_model_sim",
-    ],
+    # derived, never listed by hand: a new subpackage cannot be left out of a colcon install
+    packages=find_packages("src", include=[PACKAGE, f"{PACKAGE}.*"])
+    + find_packages("sim", include=["reward_model_sim", "reward_model_sim.*"]),
     package_dir={"": "src", "reward_model_sim": "sim/reward_model_sim"},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),

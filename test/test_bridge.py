@@ -220,3 +220,53 @@ def test_scripted_episodes_recorded_as_labelled_bags(ros_node, start_node, tmp_p
             EpisodeEvent.START,
             EpisodeEvent.SUCCESS if label == "success" else EpisodeEvent.FAILURE,
         ]
+
+
+def test_lockstep_applies_exactly_the_actions_sent_for_each_step(ros_node, start_node):
+    """The lockstep driver waits for each step's own action: a slow learner's steps are the
+    actions it sent (never a held or zeroed one), an action for another step is dropped and
+    counted, and silence aborts the episode with the step it waited for."""
+    events = listen(ros_node, EpisodeEvent, "/episode/event")
+    applied = listen(ros_node, PolicyAction, "/applied_action")
+    params = {"driver": "lockstep", "lockstep_timeout": 1.5, "max_episode_steps": 1000, "log_throttle": 0.01}
+    params["control_rate"] = 10  # not the task's 20 Hz: each step is 0.1 s of simulated time
+    bridge = start_node("maniskill_bridge", params=params)
+    started(ros_node, bridge)
+    pub = ros_node.create_publisher(PolicyAction, "/action", QOS)
+    spin_until(ros_node, lambda: pub.get_subscription_count() > 0, 30, "the action topic")
+    reset = wait_for_service(ros_node, ResetEpisode, "/maniskill_bridge/reset", 60)
+    answer = call(ros_node, reset, ResetEpisode.Request(seed=3), timeout=60)
+    assert answer.accepted, answer.message
+    episode = answer.episode_index
+    applied.clear()
+    stale = PolicyAction(episode_index=episode, step=7, gripper=1.0)
+    stale.delta_position.x = 0.05
+    pub.publish(stale)  # for a step that is not the current one: dropped
+    sent = []
+    for k in range(5):
+        time.sleep(0.3)  # a learner far slower than 20 Hz: the bridge must wait, not step on
+        msg = PolicyAction(episode_index=episode, step=k, gripper=1.0)
+        msg.delta_position.z = 0.01 * (k + 1)
+        pub.publish(msg)
+        sent.append(msg.delta_position.z)
+        spin_until(ros_node, lambda n=k + 1: len(applied) >= n, 10, f"step {k} to be applied")
+    assert [m.step for m in applied] == [0, 1, 2, 3, 4]
+    assert all(m.episode_index == episode for m in applied)
+    assert [m.delta_position.z for m in applied] == pytest.approx(sent, abs=1e-4)
+    assert all(abs(m.delta_position.x) < 1e-6 for m in applied)  # the stale action never ran
+    stamps = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in applied]
+    assert np.diff(stamps) == pytest.approx([0.1] * 4, abs=1e-6) and "at 10 Hz" in bridge.output()
+
+    def aborted():
+        return next((e for e in events if e.event == EpisodeEvent.ABORT and e.episode_index == episode), None)
+
+    spin_until(ros_node, lambda: aborted() is not None, 10, "the episode to be aborted")
+    assert f"no action for episode {episode} step 5 within lockstep_timeout=1.5 s" in aborted().message
+    assert len(applied) == 5  # nothing was stepped while it waited
+    spin_until(
+        ros_node,
+        lambda: any(e.event == EpisodeEvent.START and e.episode_index == episode + 1 for e in events),
+        10,
+        "the next episode (auto_reset)",
+    )
+    assert "dropped an action for episode" in bridge.output()

@@ -176,12 +176,24 @@ def test_preprocess_stretch_keeps_everything():
 def test_preprocess_crop_box_per_camera():
     frame = np.zeros((100, 200, 3), np.uint8)
     frame[10:50, 20:60] = [255, 0, 0]
-    pre = Preprocessor(ModelConfig(image_size=[3, 32, 32], crop_boxes={"wrist": [20, 10, 60, 50]}))
+    cfg = ModelConfig(
+        image_size=[3, 32, 32], crop_boxes={"wrist": [20, 10, 60, 50]}, camera_names=["front", "wrist"]
+    )
+    pre = Preprocessor(cfg)
     cropped = pre(frame, "wrist")
     assert (cropped[0] == 255).all() and (cropped[1:] == 0).all()
-    assert not (pre(frame, "front")[0] == 255).all()  # other cameras are not cropped
+    assert not (pre(frame, "front")[0] == 255).all()  # a known camera without a box is not cropped
+    # a camera the model does not know, or none, is an error: never a silently uncropped frame
+    for unknown in ("/image_raw", None):
+        with pytest.raises(ConfigError, match=r"not one of the model's cameras \['front', 'wrist'\]"):
+            pre(frame, unknown)
     with pytest.raises(ConfigError, match=r"reaches outside its 50x40 frame"):
         pre(frame[:40, :50], "wrist")
+
+
+def test_crop_boxes_must_name_a_camera_of_the_model():
+    with pytest.raises(ConfigError, match=r"crop_boxes names camera\(s\) \['camera'\], but the cameras are"):
+        ModelConfig(crop_boxes={"camera": [0, 0, 8, 8]}, camera_names=["front"]).validate()
 
 
 def test_preprocess_upscales_small_frames_and_refuses_non_rgb():

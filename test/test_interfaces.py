@@ -47,6 +47,7 @@ def test_every_type_round_trips_across_processes(ros_node, start_node):
         "reward_msgs/msg/EpisodeEvent",
         "reward_msgs/msg/SuccessLabel",
         "reward_msgs/msg/PolicyAction",
+        "reward_msgs/msg/ObservationVector",
         "reward_msgs/srv/ComputeRewards",
         "reward_msgs/srv/ResetEpisode",
     }
@@ -71,6 +72,16 @@ def test_round_trip_detects_a_changed_field(ros_node, start_node):
     assert _diff_fields(sent, got) == "fields differ: success"
 
 
+RL_SMOKE = (
+    "demos.episodes=2",
+    "eval.episodes=2",
+    "eval.interval=100000",
+    "sac.learning_starts=50",
+    "sac.bc_pretrain_steps=20",
+    "sac.batch_size=32",
+)
+
+
 def test_reduced_demo_runs_every_stage(tmp_path):
     """`reward-model demo` (what `make demo` runs) with few episodes and one epoch: collect
     through ROS, process, train, evaluate on held-out seeds, replay through reward_node."""
@@ -88,6 +99,10 @@ def test_reduced_demo_runs_every_stage(tmp_path):
             "1",
             "--out",
             str(out_dir),
+            # stage 6 with a token budget: a few hundred SAC steps, evaluated on 2 seeds
+            "--rl-minutes",
+            "0.25",
+            *(f"--rl-set={o}" for o in RL_SMOKE),
             "model.arch=resnet10",
         ],
         capture_output=True,
@@ -95,8 +110,19 @@ def test_reduced_demo_runs_every_stage(tmp_path):
         timeout=900,
     )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
-    for stage in ("1/5 collect", "2/5 process", "3/5 train", "4/5 evaluate", "5/5 replay", "summary"):
+    for stage in (
+        "1/6 collect",
+        "2/6 process",
+        "3/6 train",
+        "4/6 evaluate",
+        "5/6 replay",
+        "6/6 RL",
+        "summary",
+    ):
         assert stage in out.stdout
+    rl = json.loads((out_dir / "summary.json").read_text())["rl"]
+    assert rl["steps"] > 0 and rl["final_eval"]["episodes"] == 2
+    assert (out_dir / "rl" / "success.png").is_file()
     assert len(list((out_dir / "bags" / "train" / "success").iterdir())) == 2
     assert len(list((out_dir / "bags" / "eval" / "failure").iterdir())) == 1
     assert (out_dir / "train" / "best_model" / "model.safetensors").is_file()
@@ -109,6 +135,12 @@ def test_reduced_demo_runs_every_stage(tmp_path):
     assert [r["truth"] for r in summary["replay"]] == ["success", "failure"]
     assert all(r["frames_scored"] > 20 for r in summary["replay"])
     assert set(summary["targets_met"]) == {"frame_accuracy", "auroc", "false_positive_episodes"}
+    # reward_node was given only the checkpoint: it served the settings evaluate stored in it
+    stored = json.loads((out_dir / "train" / "best_model" / "config.json").read_text())["recommended"]
+    assert stored["reward_threshold"] == summary["recommended_threshold"]
+    assert stored["debounce_frames"] == summary["recommended_debounce_frames"]
+    assert summary["replay_threshold_served"] == pytest.approx(stored["reward_threshold"], abs=1e-6)
+    assert f"debounce {stored['debounce_frames']} (recommended)" in summary["replay_decision"]
 
 
 def test_check_without_echo_node_fails_fast_and_says_why(ros_domain):

@@ -75,6 +75,9 @@ class Graph:
             "the recorder to subscribe to every topic",
         )
         assert self.recorder.alive(), self.recorder.output()
+        # matching is not symmetric: the publishers see the recorder before it sees them, and
+        # what it gets before then arrives only on a resend, up to a heartbeat period late
+        spin_for(node, 0.5)
 
     def stream(self, t0: float, frames: int, period: float = 0.02, joints_per_frame: int = 3) -> float:
         for i in range(frames):
@@ -139,6 +142,9 @@ def test_sigint_and_sigkill_mid_episode_leave_readable_bags(ros_node, start_node
     g = Graph(ros_node, start_node, tmp_path, flush_period=0.2)
     t0 = time.time()
     g.events.publish(event(EpisodeEvent.START, t0))
+    # stream once the episode is open: on a busy machine a reliable event can arrive after
+    # the frames stamped after it (a resend), and frames outside an episode are not kept
+    spin_until(ros_node, (tmp_path / "incomplete" / "episode_000000").exists, 10, "the episode to start")
     g.stream(t0, 20)
     spin_for(ros_node, 1.0)  # written and flushed
     os.killpg(g.recorder.pid, signal.SIGKILL)
@@ -155,9 +161,9 @@ def test_sigint_and_sigkill_mid_episode_leave_readable_bags(ros_node, start_node
     # SIGINT mid-episode: the bag is closed cleanly, labelled aborted, numbered after the others
     t1 = time.time()
     g2.events.publish(event(EpisodeEvent.START, t1))
-    g2.stream(t1, 10)
     opened = tmp_path / "incomplete" / "episode_000001"
     spin_until(ros_node, opened.exists, 10, "the episode to start")  # discovery may lag on a busy machine
+    g2.stream(t1, 10)
     spin_for(ros_node, 0.5)
     assert g2.recorder.stop() == 0
     closed = tmp_path / "aborted" / "episode_000001"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -145,18 +146,26 @@ def test_auto_qos_subscribes_like_the_publisher(ros_node, start_node, publisher_
     assert f"/image_raw: 1 publisher(s) found, subscribing {publisher_qos}" in node.output()
 
 
-def test_bad_frames_are_dropped_with_a_reason_and_the_node_keeps_scoring(ros_node, start_node):
+def test_bad_frames_get_an_invalid_reward_with_the_reason_and_the_node_keeps_scoring(ros_node, start_node):
+    """Every frame received gets a RewardStamped: a bad one is flagged invalid (no success, the
+    failure reward, a reason), never silently dropped, and the sequence has no gap."""
     got = collect_rewards(ros_node)
     node = start_node("reward_node", params={**FAST, "image_qos": "reliable", "log_throttle": 0.01})
     pub = ros_node.create_publisher(Image, "/image_raw", RELIABLE)
     wait_ready(ros_node, node)
     spin_until(ros_node, lambda: pub.get_subscription_count() > 0, 20, "the node to match")
-    good = array_to_image(np.full((48, 64, 3), 100, np.uint8), "rgb8")
+    good = array_to_image(np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8), "rgb8")
     bad = [
-        Image(height=48, width=64, encoding="rgb8", step=192, data=b"\0" * 100),
-        Image(height=48, width=64, encoding="16UC1", step=128, data=b"\0" * (128 * 48)),
-        Image(height=48, width=64, encoding="yuv422", step=128, data=b"\0" * (128 * 48)),
-        Image(height=0, width=0, encoding="rgb8", step=0, data=b""),
+        (
+            Image(height=48, width=64, encoding="rgb8", step=192, data=b"\0" * 100),
+            "data length 100 does not match",
+        ),
+        (Image(height=48, width=64, encoding="16UC1", step=128, data=b"\0" * (128 * 48)), "more than 8 bits"),
+        (
+            Image(height=48, width=64, encoding="yuv422", step=128, data=b"\0" * (128 * 48)),
+            "unknown encoding",
+        ),
+        (Image(height=0, width=0, encoding="rgb8", step=0, data=b""), "empty frame"),
     ]
 
     def send(msg, sec):
@@ -165,18 +174,19 @@ def test_bad_frames_are_dropped_with_a_reason_and_the_node_keeps_scoring(ros_nod
 
     send(good, 1)  # a scored frame first: the connection is up before the bad ones go out
     spin_until(ros_node, lambda: len(got) >= 1, 30, "the first reward")
-    for sec, msg in enumerate(bad, start=2):
+    for sec, (msg, _) in enumerate(bad, start=2):
         send(msg, sec)
         time.sleep(0.1)
     send(good, 9)
-    spin_until(ros_node, lambda: len(got) >= 2, 20, "the reward of the good frame after the bad ones")
-    time.sleep(0.3)
-    spin_until(ros_node, lambda: True, 0.1, "")
-    assert [r.header.stamp.sec for r in got] == [1, 9]
+    spin_until(ros_node, lambda: len(got) >= 6, 20, "a reward for every frame")
+    assert [r.header.stamp.sec for r in got] == [1, 2, 3, 4, 5, 9]
+    assert [r.sequence for r in got] == [1, 2, 3, 4, 5, 6]
+    assert [r.valid for r in got] == [True, False, False, False, False, True]
+    for r, (_, why) in zip(got[1:5], bad, strict=True):
+        assert why in r.invalid_reason and r.invalid_reason.startswith("/image_raw: ")
+        assert not r.success and r.reward == 0.0 and r.probability == 0.0
     assert node.alive()
-    log = node.output()
-    assert "dropped a frame from /image_raw: data length 100 does not match" in log
-    assert "more than 8 bits" in log and "unknown encoding 'yuv422'" in log and "empty frame" in log
+    assert "invalid frame, no success: /image_raw: bad frame: data length 100 does not match" in node.output()
 
 
 def test_slow_inference_drops_stale_frames_instead_of_queueing(ros_node, start_node):
@@ -193,7 +203,10 @@ def test_slow_inference_drops_stale_frames_instead_of_queueing(ros_node, start_n
     spin_until(ros_node, lambda: True, 0.5, "")
     assert len(got) < summary["sent"]  # resnet50 at 224 px cannot do 60 Hz on this CPU ...
     assert max(r.total_latency for r in got) < 0.5  # ... and frames did not pile up behind it
-    assert got[-1].sequence == len(got)
+    # every frame received is counted: the gaps in sequence are exactly the frames dropped
+    assert got[-1].sequence == summary["sent"]
+    gaps = sum(b.sequence - a.sequence - 1 for a, b in itertools.pairwise(got))
+    assert gaps + got[0].sequence - 1 == summary["sent"] - len(got)
 
 
 def test_compute_rewards_service_scores_a_batch_and_reports_bad_images(ros_node, start_node):
@@ -210,7 +223,8 @@ def test_compute_rewards_service_scores_a_batch_and_reports_bad_images(ros_node,
     answer = call(ros_node, client, request, timeout=30)
     assert list(answer.valid) == [True, True, False]
     assert answer.probabilities[0] == pytest.approx(answer.probabilities[1], abs=1e-6)  # same picture
-    assert math.isnan(answer.probabilities[2]) and "data length 10" in answer.errors[2]
+    # an invalid image: flagged, with a finite probability 0 (never NaN) and no success
+    assert answer.probabilities[2] == 0.0 and "data length 10" in answer.errors[2]
     assert list(answer.successes) == [True, True, False] and list(answer.rewards) == [1.0, 1.0, 0.0]
     assert answer.threshold == 0.0 and answer.model_id == "untrained@0"
     mismatch = call(ros_node, client, ComputeRewards.Request(images=request.images[:2], camera_names=["a"]))
@@ -267,7 +281,7 @@ def test_checkpoint_threshold_terminal_mode_and_debug_output(ros_node, start_nod
         ),
         (
             {"image_topics": ["a", "b"], "camera_names": ["x"]},
-            "camera_names has 1 entries for 2 image_topics",
+            "camera_names has 1 entries for 2 image topics",
         ),
         ({"model.crop_boxes": [0, 0, 10]}, "model.crop_boxes has 3 numbers; it needs 4 per camera"),
     ],

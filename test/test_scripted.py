@@ -31,7 +31,7 @@ def env():
 def run(env, mode, seed, hold=20):
     flags = []
     ok = run_pickcube(
-        env, mode, seed, lambda obs, info: flags.append(bool(info["success"][0])), hold_steps=hold
+        env, mode, seed, lambda obs, info, *_: flags.append(bool(info["success"][0])), hold_steps=hold
     )
     return ok, flags
 
@@ -54,23 +54,23 @@ def test_every_failure_mode_fails(env, mode):
 
 def test_episodes_are_deterministic_per_seed(env):
     a, b = [], []
-    run_pickcube(env, "joint_noise", 3, lambda obs, info: a.append(np.asarray(obs[0, :9]).copy()))
-    run_pickcube(env, "joint_noise", 3, lambda obs, info: b.append(np.asarray(obs[0, :9]).copy()))
+    run_pickcube(env, "joint_noise", 3, lambda obs, info, *_: a.append(np.asarray(obs[0, :9]).copy()))
+    run_pickcube(env, "joint_noise", 3, lambda obs, info, *_: b.append(np.asarray(obs[0, :9]).copy()))
     assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
 
 
 def test_unknown_mode(env):
     with pytest.raises(ValueError, match="mode 'wobble'"):
-        run_pickcube(env, "wobble", 0, lambda obs, info: None)
+        run_pickcube(env, "wobble", 0, lambda obs, info, *_: None)
 
 
 @pytest.mark.parametrize("task", ["PushCube-v1", "StackCube-v1"])
 def test_other_tasks_use_maniskills_planned_solutions(task):
     import gymnasium as gym
 
-    from reward_model_sim.scripted import TASK_MODES, run_episode
+    from reward_model_sim.scripted import TASK_MODES, control_mode, run_episode
 
-    e = gym.make(task, obs_mode="state", control_mode="pd_joint_pos", sim_backend="physx_cpu", num_envs=1)
+    e = gym.make(task, obs_mode="state", control_mode=control_mode(task), sim_backend="physx_cpu", num_envs=1)
     try:
         resets, flags = [], []
         ok = run_episode(
@@ -78,14 +78,55 @@ def test_other_tasks_use_maniskills_planned_solutions(task):
             task,
             "success",
             0,
-            lambda obs, info: flags.append(bool(info["success"][0])),
+            lambda obs, info, *_: flags.append(bool(info["success"][0])),
             hold_steps=5,
-            on_reset=lambda obs, info: resets.append(len(flags)),
+            on_reset=lambda obs, info, *_: resets.append(len(flags)),
         )
         assert ok and resets == [0] and all(flags[-5:])
-        assert not run_episode(e, task, "random", 0, lambda obs, info: None)
-        with pytest.raises(ValueError, match="does not exist for"):
-            run_episode(e, task, "grasp_offset", 0, lambda obs, info: None)
+        assert not run_episode(e, task, "random", 0, lambda obs, info, *_: None)
+        with pytest.raises(ValueError, match=r"does not exist for|PushCube mode 'grasp_offset'"):
+            run_episode(e, task, "grasp_offset", 0, lambda obs, info, *_: None)
         assert "grasp_offset" not in TASK_MODES[task]
     finally:
         e.close()
+
+
+def test_pushcube_scripted_episodes_act_in_the_policys_space_and_fail_near_the_goal():
+    """PushCube's scripted episodes drive end-effector deltas (so their bags are demonstrations);
+    the failure modes end near the goal, deterministically per seed."""
+    import gymnasium as gym
+
+    from reward_model_sim.push import PUSH_MODES
+    from reward_model_sim.scripted import control_mode, run_episode
+
+    assert control_mode("PushCube-v1") == "pd_ee_delta_pos"
+    e = gym.make("PushCube-v1", obs_mode="state", control_mode="pd_ee_delta_pos", sim_backend="physx_cpu")
+    try:
+        outcomes = {}
+        for mode in PUSH_MODES:
+            actions: list = []
+            record = actions.append
+            outcomes[mode] = [
+                run_episode(e, "PushCube-v1", mode, seed, lambda o, i, a, rec=record: rec(a.copy()), 3)
+                for seed in range(4)
+            ]
+            assert all(a.shape == (4,) and np.all(np.abs(a) <= 1) for a in actions)
+        assert outcomes["success"] == [True] * 4
+        for mode in ("push_short", "push_wide", "hover", "random"):
+            assert sum(outcomes[mode]) <= 1, (mode, outcomes[mode])
+    finally:
+        e.close()
+    # the same seed replays the same episode, exactly, in a fresh env (PhysX's warm-start state
+    # carries over between the episodes of one env, so there replays differ by ~1e-3)
+    runs = []
+    for _ in range(2):
+        fresh = gym.make(
+            "PushCube-v1", obs_mode="state", control_mode="pd_ee_delta_pos", sim_backend="physx_cpu"
+        )
+        actions = []
+        run_episode(
+            fresh, "PushCube-v1", "push_short", 7, lambda o, i, a, rec=actions.append: rec(a.copy()), 3
+        )
+        fresh.close()
+        runs.append(actions)
+    assert len(runs[0]) == len(runs[1]) and all(np.array_equal(a, b) for a, b in zip(*runs, strict=True))

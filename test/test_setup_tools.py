@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import textwrap
 from pathlib import Path
 
 import numpy
@@ -16,6 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import fix_wheel_cmake_paths  # noqa: E402
+
+from reward_model_ros.launch_check import read_setup_py  # noqa: E402
+
+NODE_EXECUTABLES, _ = read_setup_py(ROOT)
 
 
 def test_fix_rewrites_builder_paths_once(tmp_path):
@@ -89,16 +94,51 @@ def test_colcon_workspace_build_as_in_the_readme(tmp_path):
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     for pkg in ("reward_model_ros", "reward_msgs"):
         assert (ws / "install" / pkg / "share" / pkg / "package.xml").is_file(), build.stdout[-2000:]
-    probe = (
-        "import reward_model_ros, reward_msgs.msg; from reward_model_ros.paths import share_dir; "
-        "print(reward_model_ros.__file__); print(reward_msgs.msg.__file__); print(share_dir())"
+    install = ws / "install" / "reward_model_ros"
+    # Every module of the installed package must come from install/: the venv's editable
+    # install of this checkout would otherwise fill any subpackage the install lacks.
+    probe = textwrap.dedent(
+        f"""
+        import importlib, pkgutil, sys
+        import reward_model_ros, reward_model_sim, reward_msgs.msg
+        from reward_model_ros.paths import share_dir
+        print(reward_model_ros.__file__); print(reward_msgs.msg.__file__); print(share_dir())
+        bad = []
+        for pkg in (reward_model_ros, reward_model_sim):
+            for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+                try:
+                    mod = importlib.import_module(info.name)
+                except ModuleNotFoundError as exc:
+                    if exc.name and exc.name.split(".")[0] in ("mani_skill", "launch", "launch_ros"):
+                        continue  # optional dependencies
+                    raise
+                if not mod.__file__.startswith({str(install)!r}):
+                    bad.append(f"{{info.name}} -> {{mod.__file__}}")
+        for name in sorted(sys.modules):
+            mod = sys.modules[name]
+            ours = name.split(".")[0] in ("reward_model_ros", "reward_model_sim")
+            if ours and (getattr(mod, "__file__", None) or "").startswith({str(ROOT)!r}):
+                bad.append(f"{{name}} -> {{mod.__file__}}")
+        print("NOT FROM THE INSTALL:", sorted(set(bad)) if bad else "none")
+        """
     )
-    script = f"source install/setup.bash && python -c '{probe}' && reward-model check-interfaces --timeout 20"
-    run = subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+    (ws / "probe.py").write_text(probe)
+    scripts = sorted(p.name for p in (install / "lib" / "reward_model_ros").iterdir())
+    assert set(NODE_EXECUTABLES) <= set(scripts), scripts
+    helps = " && ".join(f"{install}/lib/reward_model_ros/{s} --help > help_{s}.txt" for s in scripts)
+    script = (
+        "source install/setup.bash && python probe.py && reward-model --help > help_cli.txt && "
+        f"{helps} && reward-model check-interfaces --timeout 20"
+    )
+    run = subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=400)
     assert run.returncode == 0, run.stdout + run.stderr
-    module, msgs, share = run.stdout.splitlines()[:3]
-    assert module.startswith(str(ws / "install" / "reward_model_ros"))
+    module, msgs, share, modules = run.stdout.splitlines()[:4]
+    assert modules == "NOT FROM THE INSTALL: none", modules
+    assert module.startswith(str(install))
     assert msgs.startswith(str(ws / "install" / "reward_msgs"))
-    assert share == str(ws / "install" / "reward_model_ros" / "share" / "reward_model_ros")
-    assert str(ws / "install" / "reward_model_ros" / "lib" / "reward_model_ros") in run.stdout
-    assert "6/6 interfaces came back unchanged" in run.stdout
+    assert share == str(install / "share" / "reward_model_ros")
+    for s in scripts:  # every executable started from install/: nodes print their parameters
+        assert ("parameters:" if s in NODE_EXECUTABLES else "usage:") in (ws / f"help_{s}.txt").read_text(), s
+    assert "reward-model" in (ws / "help_cli.txt").read_text()
+    assert str(install / "lib" / "reward_model_ros") in run.stdout
+    assert "7/7 interfaces came back unchanged" in run.stdout

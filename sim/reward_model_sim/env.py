@@ -32,12 +32,21 @@ class SimConfig:
     """sensor camera width in pixels"""
     camera_height: int = 128
     """sensor camera height in pixels"""
+    camera_pose: list[float] = field(default_factory=list)
+    """the sensor camera's eye and look-at point, [ex, ey, ez, tx, ty, tz] in metres (world
+    frame); empty = the task's own camera"""
+    camera_fov: float = 0.0
+    """its vertical field of view in radians (0 = the task's)"""
     max_episode_steps: int = 100
     """episode step limit (planned PickCube episodes take 60-106 steps)"""
     show_goal: bool = True
     """make the task's goal marker visible to the sensor cameras (PickCube hides it)"""
     control_mode: str = "pd_ee_delta_pose"
-    """pd_ee_delta_pose for policies (PolicyAction); pd_joint_pos for the scripted driver"""
+    """pd_ee_delta_pose or pd_ee_delta_pos for policies (PolicyAction); pd_joint_pos for the
+    motion-planned scripted episodes (PushCube's scripted episodes use pd_ee_delta_pos)"""
+    control_rate: float = 0.0
+    """Hz of the control steps; 0 = the task's (20 Hz for PickCube and PushCube). The physics
+    runs at 100 Hz: the rate must divide 100 (e.g. 10, 20, 25, 50)"""
 
 
 @dataclass
@@ -57,24 +66,69 @@ class Observation:
     step: int
     extras: dict[str, bool] = field(default_factory=dict)
     """other boolean info of the task, e.g. is_grasped"""
+    state: np.ndarray | None = None
+    """the task's flattened state vector (privileged: object and goal poses), float32"""
 
 
 def _np(x) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
-def normalised_action(delta_position, delta_rotation, gripper: float) -> tuple[np.ndarray, bool]:
-    """PolicyAction units (m, rad rotation vector, gripper -1..1) -> a pd_ee_delta_pose
-    action in [-1, 1]^7, and whether anything had to be clipped."""
-    raw = np.concatenate(
-        [
-            np.asarray(delta_position, float) / POS_STEP_M,
-            np.asarray(delta_rotation, float) / ROT_STEP_RAD,
-            [float(gripper)],
-        ]
-    )
+POLICY_CONTROL_MODES = ("pd_ee_delta_pose", "pd_ee_delta_pos")
+"""control modes a PolicyAction maps onto: 6-D pose deltas + gripper, or 3-D position deltas + gripper"""
+
+
+def normalised_action(
+    delta_position, delta_rotation, gripper: float, control_mode: str = "pd_ee_delta_pose"
+) -> tuple[np.ndarray, bool]:
+    """PolicyAction units (m, rad rotation vector, gripper -1..1) -> the normalised action of
+    `control_mode` in [-1, 1] (7 numbers for pd_ee_delta_pose, 4 for pd_ee_delta_pos, which
+    has no rotation), and whether anything had to be clipped."""
+    parts = [np.asarray(delta_position, float) / POS_STEP_M]
+    if control_mode == "pd_ee_delta_pose":
+        parts.append(np.asarray(delta_rotation, float) / ROT_STEP_RAD)
+    elif control_mode != "pd_ee_delta_pos":
+        raise ValueError(f"control_mode {control_mode!r}: a PolicyAction maps onto {POLICY_CONTROL_MODES}")
+    raw = np.concatenate([*parts, [float(gripper)]])
     clipped = np.clip(raw, -1.0, 1.0)
     return clipped.astype(np.float32), bool(np.any(clipped != raw))
+
+
+def policy_units(action: np.ndarray, control_mode: str) -> tuple[np.ndarray, np.ndarray, float]:
+    """The inverse: a normalised action -> (delta_position m, delta_rotation rad, gripper)."""
+    a = np.asarray(action, float).reshape(-1)
+    if control_mode == "pd_ee_delta_pose":
+        return a[:3] * POS_STEP_M, a[3:6] * ROT_STEP_RAD, float(a[6])
+    if control_mode == "pd_ee_delta_pos":
+        return a[:3] * POS_STEP_M, np.zeros(3), float(a[3])
+    raise ValueError(f"control_mode {control_mode!r}: not a policy control mode {POLICY_CONTROL_MODES}")
+
+
+# the sensor camera of each task (the one the classifier sees)
+SENSOR_CAMERA = {
+    "PickCube-v1": "base_camera",
+    "PushCube-v1": "base_camera",
+    "StackCube-v1": "base_camera",
+    "PegInsertionSide-v1": "base_camera",
+}
+
+
+def sensor_configs(task: str, width: int, height: int, pose=(), fov: float = 0.0) -> dict:
+    """ManiSkill's sensor_configs: every camera's size, and the main camera's pose and field of
+    view when given (a view that keeps the goal and the object in sight, unoccluded)."""
+    cfg: dict = {"width": width, "height": height}
+    if pose or fov:
+        camera: dict = {"width": width, "height": height}
+        if pose:
+            if len(pose) != 6:
+                raise ValueError(f"camera_pose {list(pose)}: give [eye x, y, z, target x, y, z]")
+            from mani_skill.utils import sapien_utils
+
+            camera["pose"] = sapien_utils.look_at(eye=list(pose[:3]), target=list(pose[3:]))
+        if fov:
+            camera["fov"] = float(fov)
+        cfg[SENSOR_CAMERA.get(task, "base_camera")] = camera
+    return cfg
 
 
 class ManiSkillEnv:
@@ -87,13 +141,16 @@ class ManiSkillEnv:
         self.cfg = cfg
         self.env = gym.make(
             cfg.task,
-            obs_mode="rgb",
+            obs_mode="rgb+state",  # images for the reward, the state vector for policies
             control_mode=cfg.control_mode,
             num_envs=1,
             sim_backend=cfg.sim_backend,
             render_backend=cfg.render_backend,
             max_episode_steps=cfg.max_episode_steps,
-            sensor_configs={"width": cfg.camera_width, "height": cfg.camera_height},
+            **({"sim_config": {"control_freq": int(cfg.control_rate)}} if cfg.control_rate else {}),
+            sensor_configs=sensor_configs(
+                cfg.task, cfg.camera_width, cfg.camera_height, cfg.camera_pose, cfg.camera_fov
+            ),
         )
         self.unwrapped = self.env.unwrapped
         self.control_freq = float(self.unwrapped.control_freq)
@@ -147,6 +204,7 @@ class ManiSkillEnv:
             success=bool(_np(info.get("success", False)).reshape(-1)[0]),
             step=self.step_count if step is None else step,
             extras=extras,
+            state=_np(obs["state"])[0].astype(np.float32) if "state" in obs else None,
         )
 
     def close(self) -> None:

@@ -8,10 +8,13 @@ targets), stop_short (stop well before the goal), random (uniform random joint t
 Each is deterministic per seed. The planner drives `pd_joint_pos`, so scripted episodes
 need an environment made with that control mode.
 
-PushCube-v1, StackCube-v1 and PegInsertionSide-v1 have ManiSkill's planned solutions too;
-for them the modes are success (the solution, then the hold), joint_noise (the solution
-with noisy joint targets) and random. The other failure modes need task-specific grasp
-geometry and exist for PickCube-v1 only.
+StackCube-v1 and PegInsertionSide-v1 have ManiSkill's planned solutions too; for them the
+modes are success (the solution, then the hold), joint_noise (the solution with noisy joint
+targets) and random. The other failure modes need task-specific grasp geometry and exist
+for PickCube-v1 only. PushCube-v1 has its own controller in the policy's action space
+(reward_model_sim.push, `pd_ee_delta_pos`) with near-goal failure modes.
+
+`on_step(obs, info, action)` sees every step with the action applied.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
+
+from reward_model_sim.push import CONTROL_MODE as PUSH_CONTROL_MODE
+from reward_model_sim.push import PUSH_MODES, info_success, run_push_episode
 
 SCRIPTED_MODES = (
     "success",
@@ -33,10 +39,15 @@ SCRIPTED_MODES = (
 GENERIC_MODES = ("success", "joint_noise", "random")
 TASK_MODES = {
     "PickCube-v1": SCRIPTED_MODES,
-    "PushCube-v1": GENERIC_MODES,
+    "PushCube-v1": PUSH_MODES,
     "StackCube-v1": GENERIC_MODES,
     "PegInsertionSide-v1": GENERIC_MODES,
 }
+
+
+def control_mode(task: str) -> str:
+    """The control mode scripted episodes of `task` drive."""
+    return PUSH_CONTROL_MODE if task == "PushCube-v1" else "pd_joint_pos"
 
 
 class StepHook(gym.Wrapper):
@@ -69,7 +80,7 @@ class StepHook(gym.Wrapper):
         out = self.env.step(action)
         self.steps += 1
         self.last_info = out[4]
-        self.on_step(out[0], out[4])
+        self.on_step(out[0], out[4], action[0] if action.ndim > 1 else action)
         return out
 
     def reset(self, **kwargs):
@@ -79,11 +90,6 @@ class StepHook(gym.Wrapper):
         if self.on_reset is not None:
             self.on_reset(*out)
         return out
-
-
-def _success(info) -> bool:
-    value = info.get("success", False)
-    return bool(np.asarray(value.cpu() if hasattr(value, "cpu") else value).reshape(-1)[0])
 
 
 def _hold(hook: StepHook, steps: int) -> None:
@@ -111,7 +117,10 @@ def run_episode(
     hold_steps: int = 20,
     on_reset: Callable | None = None,
 ) -> bool:
-    """Run one scripted episode of `task` on a pd_joint_pos env; returns the final success."""
+    """Run one scripted episode of `task` on an env made with `control_mode(task)`; returns the
+    final ground-truth success."""
+    if task == "PushCube-v1":
+        return run_push_episode(env, mode, seed, on_step, hold_steps, on_reset)
     if task == "PickCube-v1":
         return run_pickcube(env, mode, seed, on_step, hold_steps, on_reset)
     modes = TASK_MODES.get(task)
@@ -128,7 +137,7 @@ def run_episode(
         solve = getattr(solutions, "solve" + task.split("-")[0])
         solve(hook, seed=seed, debug=False, vis=False)  # resets through the hook
         _hold(hook, hold_steps)
-    return _success(hook.last_info)
+    return info_success(hook.last_info)
 
 
 def run_pickcube(
@@ -153,7 +162,7 @@ def run_pickcube(
     hook = StepHook(env, on_step, noise=0.15 if mode == "joint_noise" else 0.0, seed=seed, on_reset=on_reset)
     if mode == "random":
         _random_episode(hook, seed)
-        return _success(hook.last_info)
+        return info_success(hook.last_info)
     hook.reset(seed=seed)
     base = hook.unwrapped
     planner = PandaArmMotionPlanningSolver(
@@ -192,4 +201,4 @@ def run_pickcube(
         _hold(hook, hold_steps)
     finally:
         planner.close()
-    return _success(hook.last_info)
+    return info_success(hook.last_info)

@@ -3,6 +3,8 @@
 reward-model demo                 the main job on the embedded default (see README)
 reward-model check-interfaces     round-trip every reward_msgs type through an echo node
 reward-model process BAGS --out D build a training set from episode bags (key=value overrides)
+reward-model rl train --config C  train a policy with the learned reward (simulation)
+reward-model rl evaluate --checkpoint P   ground-truth success on fixed seeds
 reward-model recover BAGS         rebuild bags whose recorder was killed
 reward-model train --data D       train the classifier (key=value overrides)
 reward-model evaluate --checkpoint C --data D   metrics, plots, recommended threshold
@@ -143,7 +145,7 @@ def train_command(args) -> int:
     base = share_dir() / "config" / "train_reward.yaml"
     try:
         cfg = apply_overrides(TrainConfig(), args.overrides, [base, *args.config])
-        result = train(cfg, args.data)
+        result = train(cfg, args.data if len(args.data) > 1 else args.data[0])
     except (OverrideError, TrainError, ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -161,7 +163,16 @@ def evaluate_command(args) -> int:
     from reward_model_ros.training.evaluate import evaluate
 
     try:
-        report = evaluate(args.checkpoint, args.data, args.split, args.out, args.debounce, args.logs)
+        report = evaluate(
+            args.checkpoint,
+            args.data,
+            args.split,
+            args.out,
+            args.debounce,
+            args.logs,
+            fusion=args.fusion,
+            store=args.store,
+        )
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -180,6 +191,7 @@ def evaluate_command(args) -> int:
         f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, mean delay "
         f"{e['mean_delay_frames']:.1f} frames; report in {report['out']}"
     )
+    print(f"recommendation {report['stored']}")
     return 0
 
 
@@ -187,38 +199,135 @@ def predict_command(args) -> int:
     import json
 
     from reward_model_ros.core.checkpoint import CheckpointError
+    from reward_model_ros.core.config import ConfigError
     from reward_model_ros.training.evaluate import predict_files
 
     try:
-        rows = predict_files(args.checkpoint, args.paths, args.threshold)
-    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        rows, settings = predict_files(
+            args.checkpoint,
+            args.paths,
+            args.threshold,
+            args.camera,
+            args.sequence,
+            args.debounce,
+            args.debug_save_dir,
+        )
+    except (CheckpointError, ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    print(f"decision: {settings.source}", file=sys.stderr)
     for r in rows:
         if args.json:
             print(json.dumps(r))
         elif r.get("error"):
             print(f"{r['path']}  error: {r['error']}")
+        elif not r["valid"]:
+            print(f"{r['path']}  invalid  failure  ({r['invalid_reason']})")
         else:
             print(f"{r['path']}  {r['probability']:.4f}  {'success' if r['success'] else 'failure'}")
     return 1 if any(r.get("error") for r in rows) else 0
 
 
+def rl_command(args) -> int:
+    """`reward-model rl train|evaluate`: policies from the learned reward (simulation)."""
+    import json
+    import logging
+
+    from reward_model_ros.core.overrides import OverrideError, apply_overrides
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        from reward_model_sim.rl_train import (
+            RLConfig,
+            RLError,
+            episode_picture,
+            evaluate_checkpoint,
+            train_rl,
+        )
+    except ImportError as exc:
+        print(f"error: RL in simulation needs ManiSkill ({exc}); run `make setup`", file=sys.stderr)
+        return 2
+    if args.rl_command == "train":
+        try:
+            cfg = apply_overrides(RLConfig(), args.overrides, args.config)
+            result = train_rl(cfg)
+        except (OverrideError, RLError, FileNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        e = result["final_eval"] or {}
+        print(
+            f"done: {result['steps']} env steps in {result['train_s']:.0f} s of training; ground-truth "
+            f"success {e.get('gt_success', float('nan')):.2f} on {e.get('episodes', 0)} fixed-seed episodes; "
+            f"policy in {result['checkpoint']}"
+        )
+        return 0
+
+    from reward_model_ros.rl.checkpoint import PolicyCheckpointError, load_policy
+
+    ckpt = Path(args.checkpoint)
+    run_cfg = ckpt.parent / "config.yaml"
+    try:
+        cfg = apply_overrides(RLConfig(), args.overrides, [run_cfg] if run_cfg.is_file() else [])
+        result = evaluate_checkpoint(
+            ckpt, cfg.env.task, args.episodes, args.seed, cfg.env.max_episode_steps, cfg.env.control_mode
+        )
+        picture = episode_picture(load_policy(ckpt), cfg, Path(args.out or ckpt.parent) / "episodes.png")
+    except (OverrideError, PolicyCheckpointError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = {k: v for k, v in result.items() if k != "per_episode"}
+    (Path(args.out or ckpt.parent) / "evaluation.json").write_text(
+        json.dumps(result, indent=2, default=float)
+    )
+    print(
+        f"{cfg.env.task}: ground-truth success {report['gt_success']:.3f} over {report['episodes']} episodes "
+        f"(seeds from {args.seed}), mean length {report['length']:.1f}; picture {picture}"
+    )
+    return 0
+
+
 def recover(bags: list[Path]) -> int:
-    from reward_model_ros.data.bags import BagError, needs_recovery, recover_bag
+    """Rebuild each bag whose recorder was killed, or whose chunks are damaged; 0 when every
+    bag is readable afterwards, 1 when one could not be recovered (it is left untouched)."""
+    from reward_model_ros.data.bags import BagError, check_bag, needs_recovery, recover_bag
+
+    def one(bag: Path):
+        if needs_recovery(bag):
+            return recover_bag(bag)
+        if not (bag / "metadata.yaml").is_file():
+            raise BagError(f"{bag}: not a bag folder (no metadata.yaml, no .mcap file)")
+        try:
+            check = check_bag(bag)
+        except BagError as exc:  # its summary or header is damaged
+            print(f"{exc}: rebuilding it from its chunks")
+            return recover_bag(bag, force=True)
+        if not check.damaged:
+            unchecked = (
+                f", {check.chunks_without_crc} of them without a CRC" if check.chunks_without_crc else ""
+            )
+            print(f"{bag}: nothing to recover (finished; {check.chunks} chunks read correctly{unchecked})")
+            return None
+        for line in check.describe():
+            print(line)
+        return recover_bag(bag, force=True)
 
     code = 0
     for bag in bags:
-        if not needs_recovery(bag):
-            print(f"{bag}: nothing to recover (it has metadata.yaml, or no .mcap file)")
-            continue
         try:
-            counts = recover_bag(bag)
-            detail = ", ".join(f"{t} {n}" for t, n in counts.items())
-            print(f"{bag}: recovered {sum(counts.values())} messages ({detail})")
+            result = one(bag)
         except BagError as exc:
-            print(f"{bag}: {exc}", file=sys.stderr)
+            print(f"error: {exc}", file=sys.stderr)
             code = 1
+            continue
+        if result is None:
+            continue
+        detail = ", ".join(f"{t} {n}" for t, n in result.counts.items())
+        print(f"{bag}: recovered {result.messages} messages ({detail})")
+        for d in result.damage:
+            print(f"  left out: {d.describe()}")
+        for skipped in result.skipped_topics:
+            print(f"  not recovered: {skipped}")
+        print(f"  the file as it was is kept as {result.kept}: delete it once the recovered bag is checked")
     return code
 
 
@@ -235,7 +344,26 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes, each outcome")
     demo.add_argument("--replay-episodes", type=int, default=1, help="episodes replayed through reward_node")
     demo.add_argument("--epochs", type=int, default=8, help="training epochs")
-    demo.add_argument("--arch", default="resnet18", help="classifier backbone")
+    demo.add_argument("--arch", default="resnet10", help="classifier backbone")
+    demo.add_argument(
+        "--rl-minutes",
+        type=float,
+        default=12.0,
+        help="stage 6: minutes of SAC on the learned reward (0 = skip)",
+    )
+    demo.add_argument(
+        "--rl-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="stage 6: a `reward-model rl train` override on top of config/rl_pushcube.yaml (repeatable)",
+    )
+    demo.add_argument(
+        "--task",
+        default="PushCube-v1",
+        choices=("PushCube-v1", "PickCube-v1"),
+        help="PushCube-v1 (the default: short episodes, RL fits the CPU budget) or PickCube-v1 (no RL stage)",
+    )
     demo.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for a process to start")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"), help="output directory (cleared first)")
     demo.add_argument("train_overrides", nargs="*", help="extra `train` overrides, key=value")
@@ -277,7 +405,14 @@ def main(argv: list[str] | None = None) -> int:
         "config/train_reward.yaml, "
         "then --config files, then key=value overrides (see README, 'Training').",
     )
-    tr.add_argument("--data", type=Path, required=True, help="dataset directory (manifest.jsonl)")
+    tr.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="dataset directory (manifest.jsonl); give it again to add datasets, e.g. an RL run's "
+        "disagreements/ (frames the policy's reward got wrong, labelled by ground truth)",
+    )
     tr.add_argument(
         "--config", type=Path, action="append", default=[], help="YAML file(s) on top of the defaults"
     )
@@ -292,19 +427,69 @@ def main(argv: list[str] | None = None) -> int:
         "--debounce", type=int, default=None, help="debounce frames (default: sweep 1..8 and recommend one)"
     )
     ev.add_argument("--logs", type=Path, default=None, help="TensorBoard log dir for the loss curves")
+    ev.add_argument(
+        "--fusion", default="mean", choices=("mean", "min", "max"), help="camera fusion, as reward_node's"
+    )
+    ev.add_argument(
+        "--store",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="write the recommended threshold, debounce and fusion into the checkpoint (default), "
+        "so that reward_node, predict and the RL reward use them",
+    )
 
     pr = sub.add_parser("predict", help="score image files with a checkpoint")
     pr.add_argument("--checkpoint", type=Path, required=True)
     pr.add_argument("paths", nargs="+", type=Path, help="images or folders of images")
     pr.add_argument("--json", action="store_true", help="JSON lines instead of text")
-    pr.add_argument("--threshold", type=float, default=None, help="default: the checkpoint's")
+    pr.add_argument(
+        "--threshold", type=float, default=None, help="default: the checkpoint's recommended, else its own"
+    )
+    pr.add_argument("--camera", default=None, help="checkpoint camera of the files (default: its first)")
+    pr.add_argument(
+        "--sequence",
+        action="store_true",
+        help="the files, in name order, are one episode: debounce the decision as reward_node does",
+    )
+    pr.add_argument("--debounce", type=int, default=None, help="with --sequence; default: the checkpoint's")
+    pr.add_argument(
+        "--debug-save-dir",
+        default="",
+        help="write the model inputs as resnet_success|resnet_fail/{id:06d}_prob{p:.4f}.png "
+        "(default: $DEBUG_IMAGE_SAVE_DIR, else off)",
+    )
 
-    rec = sub.add_parser("recover", help="rebuild bags whose recorder was killed (no metadata.yaml)")
-    rec.add_argument("bags", nargs="+", type=Path)
+    rl = sub.add_parser("rl", help="train and evaluate policies with the learned reward (simulation)")
+    rl_sub = rl.add_subparsers(dest="rl_command", required=True)
+    rl_train = rl_sub.add_parser(
+        "train",
+        help="train a policy (SAC/RLPD or PPO) on the learned reward",
+        description="Configuration: --config files (e.g. config/rl_pushcube.yaml), then key=value overrides "
+        "(reward.checkpoint_path=..., sac.total_steps=..., env.num_envs=...; see docs/rl.md)",
+    )
+    rl_train.add_argument("--config", type=Path, action="append", default=[], help="YAML file(s)")
+    rl_train.add_argument("overrides", nargs="*", help="key=value")
+    rl_eval = rl_sub.add_parser("evaluate", help="ground-truth success on fixed seeds, and a picture")
+    rl_eval.add_argument("--checkpoint", type=Path, required=True, help="the run's policy/ directory")
+    rl_eval.add_argument("--episodes", type=int, default=50)
+    rl_eval.add_argument("--seed", type=int, default=1_000_000, help="first seed (the training's eval seeds)")
+    rl_eval.add_argument("--out", type=Path, default=None, help="default: beside the checkpoint")
+    rl_eval.add_argument("overrides", nargs="*", help="key=value on the run's config")
+
+    rec = sub.add_parser(
+        "recover",
+        help="rebuild bags whose recorder was killed (no metadata.yaml) or whose chunks are damaged",
+        description="Rebuild each bag from every chunk of its .mcap that reads correctly. The file as "
+        "it was is kept beside the new one (<name>.mcap.original) until you delete it; running it "
+        "again is safe. Exit code 1 when a bag could not be recovered (it is then left untouched).",
+    )
+    rec.add_argument("bags", nargs="+", type=Path, help="bag folders")
 
     # `process` takes paths and key=value overrides on both sides of --out
     args, extra = parser.parse_known_args(argv)
-    if extra and args.command in ("process", "train", "demo") and not any(e.startswith("-") for e in extra):
+    if extra and args.command == "rl" and not any(e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra and args.command in ("process", "train", "demo") and not any(e.startswith("-") for e in extra):
         if args.command == "process":
             args.inputs += extra
         elif args.command == "train":
@@ -322,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
             return evaluate_command(args)
         if args.command == "predict":
             return predict_command(args)
+        if args.command == "rl":
+            return rl_command(args)
         if args.command == "recover":
             return recover(args.bags)
         if args.command == "demo":
@@ -335,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
                     replay_episodes=args.replay_episodes,
                     epochs=args.epochs,
                     arch=args.arch,
+                    task=args.task,
+                    rl_minutes=args.rl_minutes,
+                    rl_overrides=list(args.rl_set),
                     timeout=args.timeout,
                     train_overrides=list(args.train_overrides),
                 )

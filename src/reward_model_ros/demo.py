@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from reward_msgs.msg import EpisodeEvent, SuccessLabel
 
 from reward_model_ros.paths import share_dir
+from reward_model_ros.ros import qos as qos_profiles
 from reward_model_ros.ros.conversions import stamp_to_nanoseconds
 from reward_model_ros.ros.processes import NodeProcess, ros_args
 from reward_model_ros.ros.reward_listener import LocalSession, Received, RewardListener
@@ -40,6 +40,8 @@ TARGETS = {"frame_accuracy": 0.97, "auroc": 0.99, "false_positive_episodes": 0}
 class DemoConfig:
     out_dir: Path = Path("runs/demo")
     """everything goes here (cleared first)"""
+    task: str = "PushCube-v1"
+    """PushCube-v1 (goal visible; its episodes are short enough for RL on two cores) or PickCube-v1"""
     episodes: int = 40
     """training: successful and failed episodes to record, each"""
     eval_episodes: int = 10
@@ -48,26 +50,38 @@ class DemoConfig:
     """replayed through reward_node: successful and failed episodes, each"""
     epochs: int = 8
     """training epochs"""
-    arch: str = "resnet18"
+    arch: str = "resnet10"
     """classifier backbone"""
     train_overrides: list[str] = field(default_factory=list)
     """extra `reward-model train` key=value overrides"""
     timeout: float = 120.0
     """seconds to wait for a process to start; episodes get 30 s each on top"""
+    rl_minutes: float = 12.0
+    """stage 6: minutes of SAC training on the learned reward (PushCube; 0 = skip)"""
+    rl_overrides: list[str] = field(default_factory=list)
+    """extra `reward-model rl train` key=value overrides"""
 
 
-def _qos() -> QoSProfile:
-    return QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+def _qos():
+    return qos_profiles.reliable(1000)
+
+
+STAGES = 6
 
 
 def _stage(n: int, title: str) -> float:
-    print(f"\n== {n}/5 {title}", flush=True)
+    print(f"\n== {n}/{STAGES} {title}", flush=True)
     return time.monotonic()
+
+
+def collect_config(task: str) -> Path:
+    """config/collect_<task>.yaml: the bridge's scripted driver and the recorder for a task."""
+    return share_dir() / "config" / f"collect_{task.split('-')[0].lower()}.yaml"
 
 
 def collect(cfg: DemoConfig, save_dir: Path, n: int, seed: int, what: str) -> float:
     """Record n successful and n failed scripted episodes; returns the seconds it took."""
-    config = share_dir() / "config" / "collect_pickcube.yaml"
+    config = collect_config(cfg.task)
     targets = {"target_success": n, "target_failure": n}
     start = time.monotonic()
     done: list[EpisodeEvent] = []
@@ -102,8 +116,10 @@ def collect(cfg: DemoConfig, save_dir: Path, n: int, seed: int, what: str) -> fl
             session.spin_until(lambda: not recorder.alive() or not bridge.alive(), limit)
             session.spin_until(lambda: not recorder.alive(), 30.0)
         finally:
-            bridge.stop()
+            bridge_code = bridge.stop()
             code = recorder.stop()
+    if bridge_code not in (0, None):
+        raise RuntimeError(f"the bridge exited with code {bridge_code}:\n{bridge.output()[-3000:]}")
     if code != 0:
         raise RuntimeError(
             f"recording {what} episodes failed (recorder exit {code}):\n{recorder.output()[-3000:]}"
@@ -111,10 +127,11 @@ def collect(cfg: DemoConfig, save_dir: Path, n: int, seed: int, what: str) -> fl
     return time.monotonic() - start
 
 
-def replay(cfg: DemoConfig, checkpoint: Path, threshold: float, debounce: int) -> dict:
-    """Fresh episodes through reward_node with the trained checkpoint and the recommended
-    threshold and debounce: per-episode ground truth and probabilities, plotted over time."""
-    config = share_dir() / "config" / "sim_pickcube.yaml"
+def replay(cfg: DemoConfig, checkpoint: Path) -> dict:
+    """Fresh episodes through reward_node given only the trained checkpoint: it takes the
+    threshold and debounce `evaluate` stored in it. Per-episode ground truth and
+    probabilities, plotted over time."""
+    config = share_dir() / "config" / f"sim_{cfg.task.split('-')[0].lower()}.yaml"
     events: list[EpisodeEvent] = []
     labels: list[SuccessLabel] = []
     with RewardListener("demo_replay") as listener:
@@ -123,11 +140,7 @@ def replay(cfg: DemoConfig, checkpoint: Path, threshold: float, debounce: int) -
         reward = NodeProcess(
             "reward_node",
             ros_args(
-                {
-                    "model.checkpoint_path": str(checkpoint),
-                    "reward_threshold": float(threshold),
-                    "debounce_frames": int(debounce),
-                },
+                {"model.checkpoint_path": str(checkpoint)},
                 params_file=config,
             ),
             env=listener.env,
@@ -166,7 +179,11 @@ def replay(cfg: DemoConfig, checkpoint: Path, threshold: float, debounce: int) -
             if bridge is not None:
                 bridge.stop()
             reward.stop()
-    return _replay_report(cfg, events, labels, listener.received)
+    report = _replay_report(cfg, events, labels, listener.received)
+    decision = [line for line in reward.output().splitlines() if "decision: " in line]
+    report["decision"] = decision[0].split("decision: ", 1)[1] if decision else ""
+    report["threshold_served"] = listener.received[0].msg.threshold if listener.received else None
+    return report
 
 
 def _replay_report(cfg: DemoConfig, events, labels, rewards: list[Received]) -> dict:
@@ -240,6 +257,71 @@ def _replay_report(cfg: DemoConfig, events, labels, rewards: list[Received]) -> 
     return {"episodes": out, "plot": str(cfg.out_dir / "replay.png")}
 
 
+def rl_stage(cfg: DemoConfig, checkpoint: Path) -> dict:
+    """A policy learns the task from the demo's own learned reward; ground truth only evaluates."""
+    from reward_model_ros.core.overrides import apply_overrides
+    from reward_model_sim.rl_train import RLConfig, train_rl
+
+    rcfg = apply_overrides(
+        RLConfig(),
+        [
+            f"reward.checkpoint_path={checkpoint}",
+            f"sac.time_budget_s={cfg.rl_minutes * 60}",
+            "sac.progress=false",
+            f"output_dir={cfg.out_dir / 'rl'}",
+            *cfg.rl_overrides,
+        ],
+        [share_dir() / "config" / "rl_pushcube.yaml"],
+    )
+    result = train_rl(rcfg, log_fn=lambda m: print(f"  {m}", flush=True))
+    for point in result["eval_curve"]:
+        print(
+            f"  step {point['step']:>6} ({point.get('train_s', 0) / 60:4.1f} min): ground-truth success "
+            f"{point['gt_success']:.2f} on {int(point.get('episodes', 0))} fixed seeds",
+            flush=True,
+        )
+    result["plot"] = str(_rl_plot(cfg.out_dir / "rl", result))
+    return result
+
+
+def _rl_plot(run: Path, result: dict) -> Path:
+    """Ground-truth success on the fixed evaluation seeds, and on the training episodes beside
+    what the model judged there, against env steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reward_model_ros.training.evaluate import _scalars
+
+    s = _scalars(run / "logs")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    curve = result["eval_curve"]
+    if curve:
+        ax.plot(
+            [c["step"] for c in curve],
+            [c["gt_success"] for c in curve],
+            "o-",
+            label="ground truth, 50 fixed eval seeds",
+        )
+    for tag, label in (
+        ("reward/model_success_rate", "model-judged success (training episodes)"),
+        ("reward/gt_success_rate", "ground truth (same training episodes)"),
+    ):
+        if tag in s:
+            ax.plot(*zip(*s[tag], strict=True), label=label, alpha=0.8)
+    ax.set_xlabel("env steps"), ax.set_ylabel("success rate"), ax.set_ylim(-0.05, 1.05)
+    ax.set_title(
+        f"SAC on the learned reward: {result['steps']} steps, {result['train_s'] / 60:.1f} min of training"
+    )
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    path = run / "success.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def run_demo(cfg: DemoConfig) -> int:
     from reward_model_ros.core.overrides import apply_overrides
     from reward_model_ros.data.dataset import DataConfig, build_dataset
@@ -256,7 +338,7 @@ def run_demo(cfg: DemoConfig) -> int:
     t = _stage(
         1,
         f"collect: {cfg.episodes}+{cfg.episodes} training and {cfg.eval_episodes}+{cfg.eval_episodes} "
-        "held-out PickCube episodes (bridge -> recorder, through ROS)",
+        f"held-out {cfg.task} episodes (bridge -> recorder, through ROS)",
     )
     timings["collect_train_s"] = collect(cfg, out / "bags" / "train", cfg.episodes, TRAIN_SEED, "train")
     timings["collect_eval_s"] = collect(cfg, out / "bags" / "eval", cfg.eval_episodes, EVAL_SEED, "eval")
@@ -312,8 +394,9 @@ def run_demo(cfg: DemoConfig) -> int:
     t = _stage(
         5, "replay: fresh episodes through reward_node with the checkpoint and the recommended settings"
     )
-    rep = replay(cfg, best, report["recommended_threshold"], report["debounce"])
+    rep = replay(cfg, best)
     timings["replay_s"] = time.monotonic() - t
+    print(f"  reward_node, given only the checkpoint, decided with: {rep['decision']}")
     for r in rep["episodes"]:
         mean = f"{r['mean_probability']:.3f}" if r["mean_probability"] is not None else "-"
         print(
@@ -321,6 +404,13 @@ def run_demo(cfg: DemoConfig) -> int:
             f"mean p {mean}, judged {'success' if r['judged_success'] else 'failure'}, "
             f"{r['frames_scored']}/{r['frames']} frames scored"
         )
+    rl = None
+    if cfg.rl_minutes > 0 and cfg.task == "PushCube-v1":
+        t = _stage(6, f"RL: SAC learns {cfg.task} from this demo's learned reward ({cfg.rl_minutes:g} min)")
+        rl = rl_stage(cfg, best)
+        timings["rl_s"] = time.monotonic() - t
+    else:
+        print(f"\n== 6/{STAGES} RL: skipped (rl_minutes={cfg.rl_minutes:g}; RL runs on PushCube-v1 only)")
     timings["total_s"] = time.monotonic() - begin
 
     measured = {
@@ -344,6 +434,9 @@ def run_demo(cfg: DemoConfig) -> int:
         "targets": TARGETS,
         "targets_met": met,
         "replay": rep["episodes"],
+        "replay_decision": rep["decision"],
+        "replay_threshold_served": rep["threshold_served"],
+        "rl": rl,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     print(f"\n== summary ({timings['total_s'] / 60:.1f} min; everything in {out}/)")
@@ -357,6 +450,12 @@ def run_demo(cfg: DemoConfig) -> int:
         f"  report: {out / 'eval'}/ (metrics.json, roc_pr.png, reliability.png, confusion_matrix.png, "
         f"worst_errors.png, loss_curves.png); replay plot: {rep['plot']}"
     )
+    if rl is not None:
+        e = rl["final_eval"] or {}
+        print(
+            f"  RL: {rl['steps']} env steps in {rl['train_s'] / 60:.1f} min of training: ground truth "
+            f"{e.get('gt_success', float('nan')):.2f} on {e.get('episodes', 0)} fixed seeds; {rl['plot']}"
+        )
     complete = len(rep["episodes"]) == 2 * cfg.replay_episodes and all(
         r["frames_scored"] for r in rep["episodes"]
     )

@@ -2,7 +2,14 @@
 
 config.json:
     {"format_version": 1, "model": {ModelConfig}, "threshold": 0.5,
-     "training": {...free-form metadata: data, epochs, metrics...}}
+     "training": {...free-form metadata: data, epochs, metrics...},
+     "recommended": {"reward_threshold": 0.35, "debounce_frames": 4, "camera_fusion": "mean",
+                     "source": "...", "figures": {...}}}   (written by `reward-model evaluate`)
+
+`threshold` is the one chosen on validation frames during training; `recommended` holds the
+decision settings `evaluate` validated on held-out episodes (no failure episode judged
+successful). Whoever scores frames with the checkpoint takes its decision settings from
+`decision_settings()`: explicit values first, then `recommended`, then `threshold`.
 """
 
 from __future__ import annotations
@@ -42,6 +49,95 @@ class Checkpoint:
     """"<directory name>@<first 12 hex digits of sha256(model.safetensors)>\""""
     training: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    recommended: dict[str, Any] | None = None
+    """decision settings validated by `reward-model evaluate` (see module docstring), or None"""
+
+
+FUSIONS = ("mean", "min", "max")
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """Threshold, debounce and camera fusion for scoring with a checkpoint, and where each came from."""
+
+    reward_threshold: float
+    debounce_frames: int
+    camera_fusion: str
+    source: str
+    """one line for logs: e.g. 'threshold 0.35, debounce 4, fusion mean: recommended by evaluate ...'"""
+
+
+def decision_settings(
+    ckpt: Checkpoint, threshold: float = -1.0, debounce: int = -1, fusion: str = ""
+) -> DecisionSettings:
+    """Explicit values (threshold >= 0, debounce >= 1, fusion non-empty) win; the rest come from
+    the checkpoint's `recommended` settings, else its validation threshold, no debounce, mean."""
+    rec = ckpt.recommended or {}
+    parts = []
+
+    def pick(name: str, given: Any, explicit: bool, fallback: Any, fallback_why: str) -> Any:
+        if explicit:
+            parts.append(f"{name} {given} (set)")
+            return given
+        if name in _REC_KEYS and _REC_KEYS[name] in rec:
+            parts.append(f"{name} {rec[_REC_KEYS[name]]} (recommended)")
+            return rec[_REC_KEYS[name]]
+        parts.append(f"{name} {fallback} ({fallback_why})")
+        return fallback
+
+    t = pick("threshold", threshold, threshold >= 0, ckpt.threshold, "the checkpoint's validation threshold")
+    d = pick("debounce", debounce, debounce >= 1, 1, "off")
+    f = pick("fusion", fusion, bool(fusion), "mean", "default")
+    where = f"; recommended by {rec.get('source', 'evaluate')}" if rec else "; no recommendation stored"
+    return DecisionSettings(float(t), int(d), str(f), ", ".join(parts) + where)
+
+
+_REC_KEYS = {"threshold": "reward_threshold", "debounce": "debounce_frames", "fusion": "camera_fusion"}
+
+
+def store_recommendation(
+    directory: str | Path,
+    threshold: float,
+    debounce: int,
+    fusion: str,
+    source: str,
+    figures: dict[str, Any] | None = None,
+) -> None:
+    """Record validated decision settings in the checkpoint's config.json (atomically)."""
+    directory = Path(directory)
+    meta = _read_config(directory)
+    meta["recommended"] = _check_recommended(
+        {
+            "reward_threshold": float(threshold),
+            "debounce_frames": int(debounce),
+            "camera_fusion": fusion,
+            "source": source,
+            "figures": figures or {},
+        },
+        directory / CONFIG,
+    )
+    tmp = directory / (CONFIG + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=float) + "\n")
+    tmp.replace(directory / CONFIG)
+
+
+def _check_recommended(rec: Any, path: Path) -> dict[str, Any] | None:
+    if rec is None:
+        return None
+    ok = (
+        isinstance(rec, dict)
+        and isinstance(rec.get("reward_threshold"), (int, float))
+        and 0.0 <= rec["reward_threshold"] <= 1.0
+        and isinstance(rec.get("debounce_frames"), int)
+        and rec["debounce_frames"] >= 1
+        and rec.get("camera_fusion", "mean") in FUSIONS
+    )
+    if not ok:
+        raise CheckpointError(
+            f"{path}: 'recommended' must hold reward_threshold in [0, 1], debounce_frames >= 1 and "
+            f"camera_fusion in {FUSIONS}; got {rec!r}. Re-run `reward-model evaluate` or delete the field"
+        )
+    return rec
 
 
 def save_checkpoint(
@@ -74,6 +170,11 @@ def _read_config(directory: Path) -> dict[str, Any]:
         meta = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc}): the checkpoint is corrupt") from exc
+    if not isinstance(meta, dict):
+        raise CheckpointError(
+            f"{path} holds a JSON {type(meta).__name__}, not an object with format_version, model and "
+            "threshold: the checkpoint is corrupt; re-export it (save_checkpoint) or train again"
+        )
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(
@@ -83,8 +184,10 @@ def _read_config(directory: Path) -> dict[str, Any]:
     for key in ("model", "threshold"):
         if key not in meta:
             raise CheckpointError(f"{path}: field {key!r} is missing")
+    if not isinstance(meta["model"], dict):
+        raise CheckpointError(f"{path}: field 'model' must be an object of model keys, got {meta['model']!r}")
     threshold = meta["threshold"]
-    if not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 <= threshold <= 1.0:
         raise CheckpointError(f"{path}: threshold {threshold!r} must be a number in [0, 1]")
     return meta
 
@@ -143,6 +246,13 @@ def load_checkpoint(
         raise CheckpointError(
             f"{weights} is corrupt or not a safetensors file ({exc}); re-export the checkpoint"
         ) from exc
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(
+            f"{weights} holds non-finite values (NaN or inf) in {len(bad)} tensor(s), e.g. {bad[:3]}: the "
+            "training diverged or the file is damaged; every frame would score NaN. Use an earlier "
+            "checkpoint (checkpoints/step_N/) or retrain"
+        )
     model = ResNetRewardModel(cfg)
     try:
         model.load_state_dict(state, strict=True)
@@ -160,6 +270,7 @@ def load_checkpoint(
         f"{directory.name}@{digest}",
         meta.get("training", {}),
         directory,
+        _check_recommended(meta.get("recommended"), directory / CONFIG),
     )
 
 

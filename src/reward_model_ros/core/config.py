@@ -41,13 +41,16 @@ class ModelConfig:
     crop_boxes: dict[str, list[int]] = field(default_factory=dict)
     """per camera name: [x0, y0, x1, y1] pixel box cut from the frame before resizing"""
     camera_names: list[str] = field(default_factory=list)
-    """cameras the model was trained on, in order (informative; the node fuses per camera)"""
+    """cameras the model was trained on, in the dataset's order (set by training from the dataset);
+    crop_boxes are keyed by these names and reward_node maps its image topics to them"""
 
     def validate(self) -> ModelConfig:
         """Raise ConfigError naming the first bad key; return self."""
 
         def bad(key: str, rule: str) -> ConfigError:
             return ConfigError(f"model.{key}={getattr(self, key)!r}: {rule}")
+
+        self._check_types()
 
         if self.arch not in ARCHS:
             raise bad("arch", f"must be one of {', '.join(ARCHS)}")
@@ -68,15 +71,58 @@ class ModelConfig:
                     f"model.crop_boxes[{cam!r}]={box!r}: must be [x0, y0, x1, y1] "
                     "with x1 > x0 >= 0, y1 > y0 >= 0"
                 )
+        if self.camera_names:
+            unknown = sorted(set(self.crop_boxes) - set(self.camera_names))
+            if unknown:
+                raise ConfigError(
+                    f"model.crop_boxes names camera(s) {unknown}, but the cameras are "
+                    f"{list(self.camera_names)}: key each crop box by one of those camera names"
+                )
+            if len(set(self.camera_names)) != len(self.camera_names):
+                raise ConfigError(f"model.camera_names={list(self.camera_names)!r}: names must be unique")
         if self.pretrained and self.pretrained_path:
             raise ConfigError("model.pretrained and model.pretrained_path are both set: choose one")
         return self
+
+    def _check_types(self) -> None:
+        """Each key has its declared type (an int where an int is due: 256.0 is refused,
+        not truncated; a bool is no number)."""
+
+        def is_int(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def ok(value: Any, kind: str) -> bool:
+            if kind == "str":
+                return isinstance(value, str)
+            if kind == "int":
+                return is_int(value)
+            if kind == "float":
+                return (is_int(value) or isinstance(value, float)) and value == value
+            if kind == "bool":
+                return isinstance(value, bool)
+            if kind == "list[int]":
+                return isinstance(value, list | tuple) and all(is_int(v) for v in value)
+            if kind == "list[str]":
+                return isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+            if kind == "dict[str, list[int]]":
+                return isinstance(value, dict) and all(
+                    isinstance(k, str) and ok(v, "list[int]") for k, v in value.items()
+                )
+            return True
+
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = str(f.type)
+            if not ok(value, kind):
+                raise ConfigError(f"model.{f.name}={value!r}: must be of type {kind}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        if not isinstance(data, dict):
+            raise ConfigError(f"the model section must be an object of model.* keys, got {data!r}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

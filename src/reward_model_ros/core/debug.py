@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import cv2
@@ -36,6 +37,22 @@ def annotate(
         rgb, text, (border + 3, border + th + 3), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA
     )
     return rgb
+
+
+DEBUG_DIR_ENV = "DEBUG_IMAGE_SAVE_DIR"
+"""RLinf's environment variable for where the classifier's debug images go"""
+
+
+def debug_save_dir(configured: str = "") -> str:
+    """model.debug_save_dir: the configured directory, else $DEBUG_IMAGE_SAVE_DIR, else ''
+    (off). Every writer of model debug images (reward_node, predict, the RL reward) asks here."""
+    return configured or os.environ.get(DEBUG_DIR_ENV, "")
+
+
+def debug_writer(configured: str = "", max_files: int = 1000) -> DebugImageWriter | None:
+    """A writer for `debug_save_dir(configured)`, or None when debug images are off."""
+    directory = debug_save_dir(configured)
+    return DebugImageWriter(directory, max_files) if directory else None
 
 
 class DebugImageWriter:

@@ -16,14 +16,20 @@ class OverrideError(ValueError):
 
 
 def _keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every settable key: the leaves, and the free-form dicts (e.g. model.crop_boxes), which
+    are set whole (`model.crop_boxes={front: [0, 0, 64, 64]}`) or per entry."""
     out = []
     for k, v in cfg.items():
         name = f"{prefix}{k}"
-        if OmegaConf.is_dict(v):
+        if OmegaConf.is_dict(v) and OmegaConf.get_type(cfg, k) is not dict:
             out += _keys(v, name + ".")
         else:
             out.append(name)
     return out
+
+
+def _known(key: str, known: list[str], free: set[str]) -> bool:
+    return key in known or any(key.startswith(f + ".") for f in free)
 
 
 def apply_overrides(defaults: Any, overrides: Sequence[str] = (), yaml_files: Iterable[Path] = ()) -> Any:
@@ -31,6 +37,7 @@ def apply_overrides(defaults: Any, overrides: Sequence[str] = (), yaml_files: It
     config (attribute access, typed). Unknown keys are errors that list the close matches."""
     cfg = OmegaConf.structured(defaults)
     known = _keys(cfg)
+    free = {k for k in known if OmegaConf.is_dict(OmegaConf.select(cfg, k))}
     for path in yaml_files:
         try:
             cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
@@ -43,7 +50,7 @@ def apply_overrides(defaults: Any, overrides: Sequence[str] = (), yaml_files: It
             raise OverrideError(f"{item!r}: overrides are key=value, e.g. data.val_fraction=0.2")
         key, _, value = item.partition("=")
         key = key.strip()
-        if key not in known:
+        if not _known(key, known, free):
             raise OverrideError(_unknown(key, known))
         try:
             cfg.merge_with_dotlist([f"{key}={value}"])

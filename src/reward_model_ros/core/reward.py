@@ -12,6 +12,7 @@ Vocabulary of RLinf's reward-model guide:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from reward_model_ros.core.config import ConfigError
@@ -48,6 +49,10 @@ class RewardConfig:
             raise ConfigError(
                 f"combine_mode={self.combine_mode!r}: must be one of {', '.join(COMBINE_MODES)}"
             )
+        for key in ("success_reward", "fail_reward", "reward_weight", "env_reward_weight"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ConfigError(f"{key}={value!r}: must be a finite number")
         if not 0.0 <= self.reward_threshold <= 1.0:
             raise ConfigError(f"reward_threshold={self.reward_threshold!r}: must be in [0, 1]")
         if self.debounce_frames < 1:
@@ -98,6 +103,16 @@ class Debouncer:
         self.run = 0
 
 
+def first_success(probabilities, threshold: float, frames: int) -> int | None:
+    """Index of the first frame the debounced decision says success (None: never): the same
+    Debouncer the reward node runs, applied to one episode's frames in order."""
+    debouncer = Debouncer(frames)
+    for i, p in enumerate(probabilities):
+        if debouncer.update(decide(float(p), threshold)):
+            return i
+    return None
+
+
 class RewardMapper:
     """Per-episode reward state: the debounce and the mapping, for a stream of frames."""
 
@@ -108,10 +123,12 @@ class RewardMapper:
         """the decision for the latest frame (used for the terminal reward)"""
 
     def step(
-        self, probability: float, env_reward: float | None = None, last_step: bool = False
+        self, probability: float | None, env_reward: float | None = None, last_step: bool = False
     ) -> tuple[bool, float]:
-        """(success decision, reward) for the next frame of the episode."""
-        success = self.debouncer.update(decide(probability, self.cfg.reward_threshold))
+        """(success decision, reward) for the next frame of the episode. `probability` None:
+        the frame could not be judged (invalid): no success, and the debounce starts over."""
+        above = probability is not None and decide(probability, self.cfg.reward_threshold)
+        success = self.debouncer.update(above)
         self.last_success = success
         reward = combine(step_reward(success, last_step, self.cfg), env_reward, self.cfg)
         return success, reward

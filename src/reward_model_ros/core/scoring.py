@@ -1,13 +1,19 @@
-"""Score camera frames with a checkpoint: decode -> preprocess -> batched model -> probabilities.
+"""Score camera frames with a checkpoint: validity checks -> preprocess -> batched model.
 
-Thread-safe: the reward node scores streamed frames in a worker thread and batch
-requests in its service callback, through one `FrameScorer`.
+One `FrameScorer` serves every user of a checkpoint (reward_node's stream and batch
+service, `evaluate`, `predict`, the RL reward), so they all check, crop, resize and score
+alike. Thread-safe, with priorities: the stream's frames (foreground) go first; a batch
+request (background) is scored in micro-batches and yields the model to waiting stream
+frames between them, so a large service call cannot starve the camera stream.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,39 +21,118 @@ import numpy as np
 from reward_model_ros.core.checkpoint import Checkpoint
 from reward_model_ros.core.inference import BatchScorer
 from reward_model_ros.core.preprocess import Preprocessor
+from reward_model_ros.core.validity import ValidityConfig, check_frame
+
+NONFINITE = "the model returned a non-finite probability for this frame"
 
 
 @dataclass
 class ScoredSet:
     probabilities: list[float]
-    """one per frame, in the order given"""
+    """one per frame, in the order given; always finite: 0.0 where the frame is invalid"""
+    valid: list[bool]
+    """False where the frame failed a validity check (or the model output was not finite)"""
+    reasons: list[str]
+    """why a frame is invalid ('' for valid ones)"""
     inputs: np.ndarray
-    """the model inputs, (N, 3, H, W) uint8 (for debug images)"""
+    """the model inputs of the valid frames, (V, 3, H, W) uint8 (for debug images)"""
     seconds: float
-    """preprocessing + inference time"""
+    """checks + preprocessing + inference time"""
+
+    @property
+    def all_valid(self) -> bool:
+        return all(self.valid)
+
+
+class _PriorityLock:
+    """One model user at a time; foreground holders go before waiting background ones."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._busy = False
+        self._foreground_waiting = 0
+
+    @contextlib.contextmanager
+    def hold(self, foreground: bool) -> Iterator[None]:
+        with self._cv:
+            self._foreground_waiting += foreground
+            self._cv.wait_for(lambda: not self._busy and (foreground or self._foreground_waiting == 0))
+            self._foreground_waiting -= foreground
+            self._busy = True
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._busy = False
+                self._cv.notify_all()
 
 
 class FrameScorer:
-    def __init__(self, checkpoint: Checkpoint, micro_batch_size: int = 256) -> None:
+    def __init__(
+        self,
+        checkpoint: Checkpoint,
+        micro_batch_size: int = 256,
+        validity: ValidityConfig | None = None,
+        background_chunk: int = 16,
+    ) -> None:
         self.checkpoint = checkpoint
         self.preprocess = Preprocessor(checkpoint.config)
         self.scorer = BatchScorer(checkpoint.model, micro_batch_size)
-        self._lock = threading.Lock()
+        self.validity = (validity or ValidityConfig()).validate()
+        self.background_chunk = max(1, background_chunk)
+        training = checkpoint.training or {}
+        self.trained_sizes: dict[str, list[int]] = dict(training.get("frame_sizes") or {})
+        self.trained_colour: bool = bool(training.get("colour", True))
+        self._lock = _PriorityLock()
 
     @property
     def model_id(self) -> str:
         return self.checkpoint.model_id
 
-    def score(self, frames: list[np.ndarray], cameras: list[str | None] | None = None) -> ScoredSet:
-        """Probabilities for RGB frames (H, W, 3) uint8 of any size."""
+    def check(self, rgb: np.ndarray, camera: str | None = None, greyscale_source: bool = False) -> str | None:
+        """Why this frame cannot be judged, or None (see core.validity)."""
+        return check_frame(
+            rgb, self.validity, self.trained_sizes.get(camera or ""), greyscale_source, self.trained_colour
+        )
+
+    def score(
+        self,
+        frames: Sequence[np.ndarray],
+        cameras: Sequence[str | None] | None = None,
+        greyscale: Sequence[bool] | None = None,
+        background: bool = False,
+        reasons: Sequence[str | None] | None = None,
+    ) -> ScoredSet:
+        """Probabilities for RGB frames (H, W, 3) uint8 of any size. `greyscale`: per frame,
+        converted from a mono encoding. `reasons`: checks already run by the caller (None =
+        run them here). `background`: a batch request that yields to the stream."""
         start = time.perf_counter()
-        inputs = self.preprocess.batch(frames, cameras)
-        with self._lock:
-            probs = self.scorer(inputs)
-        return ScoredSet([float(p) for p in probs], inputs, time.perf_counter() - start)
+        n = len(frames)
+        cameras = list(cameras) if cameras is not None else [None] * n
+        greyscale = list(greyscale) if greyscale is not None else [False] * n
+        if reasons is None:
+            reasons = [self.check(f, c, g) for f, c, g in zip(frames, cameras, greyscale, strict=True)]
+        why = [r or "" for r in reasons]
+        keep = [i for i in range(n) if not why[i]]
+        probs = [0.0] * n
+        inputs = np.zeros((0, 3, self.preprocess.height, self.preprocess.width), np.uint8)
+        if keep:
+            inputs = self.preprocess.batch([frames[i] for i in keep], [cameras[i] for i in keep])
+            step = self.background_chunk if background else len(inputs)
+            out = []
+            for s in range(0, len(inputs), step):
+                with self._lock.hold(foreground=not background):
+                    out.append(self.scorer(inputs[s : s + step]))
+            for i, p in zip(keep, np.concatenate(out), strict=True):
+                if math.isfinite(float(p)):
+                    probs[i] = float(p)
+                else:
+                    why[i] = NONFINITE
+        return ScoredSet(probs, [not r for r in why], why, inputs, time.perf_counter() - start)
 
     def warm_up(self) -> None:
         """One forward pass so the first real frame does not pay for lazy initialisation."""
         _, h, w = self.checkpoint.config.image_size
         for _ in range(3):  # oneDNN picks and caches its kernels over the first calls
-            self.score([np.zeros((h, w, 3), np.uint8)])
+            with self._lock.hold(foreground=True):
+                self.scorer(np.zeros((1, 3, h, w), np.uint8))

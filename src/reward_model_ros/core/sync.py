@@ -1,10 +1,51 @@
-"""Match frames from several cameras by time (approximate synchronisation)."""
+"""Match frames from several cameras by time (approximate synchronisation): one rule, used
+live by reward_node (`FrameSynchronizer`) and offline by the dataset builder
+(`group_by_stamp`): a frame pairs with the other cameras' frames nearest to it in time,
+when all lie within the tolerance."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+SYNC_TOLERANCE_S = 0.05
+"""default: frames of different cameras further apart than this (seconds) are not one set"""
+
+
+def nearest(stamps: Sequence[int], t: int, tolerance_ns: int) -> int | None:
+    """Index of the stamp in sorted `stamps` nearest to `t`, if within `tolerance_ns`."""
+    i = bisect_left(stamps, t)
+    best = min(
+        (j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - t), default=None
+    )
+    if best is None or abs(stamps[best] - t) > tolerance_ns:
+        return None
+    return best
+
+
+def group_by_stamp(
+    stamps: dict[str, list[int]], topics: Sequence[str], tolerance_ns: int
+) -> tuple[list[tuple[int, dict[str, int]]], int]:
+    """Offline: one set per frame of the reference camera (`topics[0]`) with the nearest frame
+    of every other camera; returns ([(reference stamp, {topic: stamp})], frames without a set)."""
+    samples, unmatched = [], 0
+    ordered = {t: sorted(stamps[t]) for t in topics}
+    for t in ordered[topics[0]]:
+        group = {topics[0]: t}
+        for other in topics[1:]:
+            j = nearest(ordered[other], t, tolerance_ns)
+            if j is None:
+                group = None
+                break
+            group[other] = ordered[other][j]
+        if group is None:
+            unmatched += 1
+        else:
+            samples.append((t, group))
+    return samples, unmatched
 
 
 @dataclass
@@ -39,6 +80,8 @@ class FrameSynchronizer:
         """Offer a frame; returns the items of a complete set (camera order) or None."""
         queue = self._queues[camera]
         queue.append((stamp_ns, item))
+        if len(queue) > 1 and queue[-2][0] > stamp_ns:  # out of order: keep the queue sorted
+            queue = self._queues[camera] = deque(sorted(queue, key=lambda entry: entry[0]))
         if len(queue) > self.queue_size:
             queue.popleft()
             self.stats.replaced += 1
@@ -47,12 +90,10 @@ class FrameSynchronizer:
             if i == camera:
                 chosen.append((stamp_ns, item))
                 continue
-            if not other:
+            j = nearest([entry[0] for entry in other], stamp_ns, self.tolerance_ns)
+            if j is None:
                 return None
-            nearest = min(other, key=lambda entry: abs(entry[0] - stamp_ns))
-            if abs(nearest[0] - stamp_ns) > self.tolerance_ns:
-                return None
-            chosen.append(nearest)
+            chosen.append(other[j])
         for i, (stamp, _) in enumerate(chosen):  # consume the set and everything older
             queue_i = self._queues[i]
             while queue_i and queue_i[0][0] <= stamp:

@@ -11,7 +11,8 @@ not sit on both sides.
 
 Three passes over each bag keep memory flat: labels, events and actions first; then the
 image stamps (read from the serialized header, nothing decoded); then only the frames that
-were chosen are decoded and written.
+were chosen are decoded and written. Every MCAP chunk's CRC is checked (once per bag): a
+damaged chunk is left out, named in the log, and counted in the summary (`damaged_bags`).
 
 Output (`--out DIR`): `images/<episode>/<frame>_<camera>.png|jpg`, `manifest.jsonl` (one
 sample per line: episode, frame, stamp_ns, label, split, images {camera: path}),
@@ -24,7 +25,8 @@ import json
 import math
 import random
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,17 @@ import numpy as np
 
 from reward_model_ros.core.images import decode
 from reward_model_ros.core.overrides import to_plain
-from reward_model_ros.data.bags import BagError, bag_dirs, header_stamp_ns, needs_recovery, read_episode_info
+from reward_model_ros.core.stamps import stamp_ns
+from reward_model_ros.core.sync import SYNC_TOLERANCE_S, group_by_stamp
+from reward_model_ros.data.bags import (
+    BagCheck,
+    BagError,
+    bag_dirs,
+    header_stamp_ns,
+    needs_recovery,
+    open_checked,
+    read_episode_info,
+)
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -69,8 +81,8 @@ class DataConfig:
     """png | jpg"""
     jpeg_quality: int = 95
     """for jpg"""
-    sync_tolerance: float = 0.02
-    """seconds: cameras' frames further apart than this are not one sample"""
+    sync_tolerance: float = SYNC_TOLERANCE_S
+    """seconds: cameras' frames further apart than this are not one sample (reward_node's default too)"""
     debug_save_dir: str = ""
     """if set, a contact sheet of sample frames per class and split goes there"""
     debug_samples: int = 25
@@ -100,10 +112,18 @@ class Skip(Exception):
     """A bag (or an episode) that is left out, with the reason."""
 
 
-def _reader(bag: Path):
-    from rosbags.highlevel import AnyReader
+@contextmanager
+def _reader(bag: Path, checks: dict[Path, BagCheck]) -> Iterator[Any]:
+    """A rosbags reader of `bag` that leaves out MCAP chunks failing their CRC check
+    (checked at the first open; the result kept in `checks`)."""
+    with open_checked(bag, checks.get(bag)) as (reader, check):
+        checks[bag] = check
+        yield reader
 
-    return AnyReader([bag])
+
+def _messages(reader, connections: list):
+    """The messages of `connections` only (rosbags reads every topic for an empty list)."""
+    return reader.messages(connections=connections) if connections else iter(())
 
 
 def _first_pass(reader, cfg: DataConfig) -> dict[str, list]:
@@ -111,9 +131,9 @@ def _first_pass(reader, cfg: DataConfig) -> dict[str, list]:
     wanted = {cfg.label_topic: "labels", cfg.event_topic: "events", cfg.action_topic: "actions"}
     conns = [c for c in reader.connections if c.topic in wanted]
     out: dict[str, list] = {"labels": [], "events": [], "actions": []}
-    for conn, _t, raw in reader.messages(connections=conns):
+    for conn, _t, raw in _messages(reader, conns):
         msg = reader.deserialize(raw, conn.msgtype)
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        stamp = stamp_ns(msg.header.stamp)
         kind = wanted[conn.topic]
         if kind == "labels":
             out["labels"].append((stamp, bool(msg.success)))
@@ -134,31 +154,11 @@ def _first_pass(reader, cfg: DataConfig) -> dict[str, list]:
 def _image_stamps(reader, topics: list[str]) -> dict[str, list[int]]:
     conns = [c for c in reader.connections if c.topic in topics]
     stamps: dict[str, list[int]] = {t: [] for t in topics}
-    for conn, _t, raw in reader.messages(connections=conns):
+    for conn, _t, raw in _messages(reader, conns):
         stamps[conn.topic].append(header_stamp_ns(raw))
     for v in stamps.values():
         v.sort()
     return stamps
-
-
-def _group(stamps: dict[str, list[int]], topics: list[str], tolerance_ns: int) -> tuple[list, int]:
-    """One sample per reference frame with the nearest frame of every other camera."""
-    samples, unmatched = [], 0
-    for t in stamps[topics[0]]:
-        group = {topics[0]: t}
-        for other in topics[1:]:
-            s = stamps[other]
-            i = bisect_right(s, t)
-            best = min((s[j] for j in (i - 1, i) if 0 <= j < len(s)), key=lambda x: abs(x - t), default=None)
-            if best is None or abs(best - t) > tolerance_ns:
-                group = None
-                break
-            group[other] = best
-        if group is None:
-            unmatched += 1
-        else:
-            samples.append((t, group))
-    return samples, unmatched
 
 
 def _latest(series: list[tuple], stamps: list[int], stamp: int) -> tuple | None:
@@ -301,7 +301,12 @@ def build_dataset(
     episodes: list[Episode] = []
     skipped: list[dict[str, str]] = []
     camera_topics: list[str] | None = None
-    stats = {"unmatched_camera_frames": 0, "idle_frames_dropped": 0, "frames_outside_episodes": 0}
+    stats: dict[str, Any] = {
+        "unmatched_camera_frames": 0,
+        "idle_frames_dropped": 0,
+        "frames_outside_episodes": 0,
+    }
+    checks: dict[Path, BagCheck] = {}
     for n, bag in enumerate(bags):
         if progress:
             progress(n, len(bags), str(bag))
@@ -320,7 +325,9 @@ def build_dataset(
                 raise Skip(
                     f"episode labelled {info.get('label')!r} (aborted or unlabelled episodes are not used)"
                 )
-            with _reader(bag) as reader:
+            with _reader(bag, checks) as reader:
+                for line in checks[bag].describe():
+                    log(line)
                 topics = [c.topic for c in reader.connections if c.msgtype in IMAGE_TYPES]
                 topics = list(dict.fromkeys(cfg.image_topics)) or sorted(set(topics))
                 present = {c.topic for c in reader.connections}
@@ -333,7 +340,7 @@ def build_dataset(
                     raise Skip(f"its cameras {topics} differ from the other bags' {camera_topics}")
                 first = _first_pass(reader, cfg)
                 eps = _episodes_of(bag, info, first, cfg)
-                samples, unmatched = _group(
+                samples, unmatched = group_by_stamp(
                     _image_stamps(reader, topics), topics, int(cfg.sync_tolerance * 1e9)
                 )
                 stats["unmatched_camera_frames"] += unmatched
@@ -358,7 +365,13 @@ def build_dataset(
         raise BagError("no usable episodes: " + "; ".join(f"{s['bag']}: {s['reason']}" for s in skipped))
     _split(episodes, cfg.val_fraction, rng)
     chosen = _balance(episodes, cfg.fail_success_ratio, rng)
-    written = _write(out, episodes, chosen, camera_topics, cfg, progress)
+    stats["damaged_bags"] = [
+        {"bag": str(b), "messages_dropped": c.messages_dropped, "chunks": c.damaged}
+        for b, c in checks.items()
+        if c.damaged
+    ]
+    stats["bags_without_chunk_crcs"] = sum(1 for c in checks.values() if c.chunks_without_crc)
+    written = _write(out, episodes, chosen, camera_topics, cfg, progress, checks)
     summary = _summary(episodes, chosen, written, skipped, stats, camera_topics, cfg)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if cfg.debug_save_dir:
@@ -384,7 +397,7 @@ def _balance(episodes: list[Episode], ratio: float, rng: random.Random) -> set[t
     return chosen
 
 
-def _write(out, episodes, chosen, topics, cfg, progress) -> int:
+def _write(out, episodes, chosen, topics, cfg, progress, checks) -> int:
     out.mkdir(parents=True, exist_ok=True)
     names = {t: _camera_name(t) for t in topics}
     if len(set(names.values())) < len(names):
@@ -403,9 +416,9 @@ def _write(out, episodes, chosen, topics, cfg, progress) -> int:
                     for topic, stamp in group.items():
                         wanted.setdefault((topic, stamp), []).append((e, i, topic))
         images: dict[tuple[str, int], str] = {}
-        with _reader(bag) as reader:
+        with _reader(bag, checks) as reader:
             conns = [c for c in reader.connections if c.topic in topics]
-            for conn, _t, raw in reader.messages(connections=conns):
+            for conn, _t, raw in _messages(reader, conns):
                 k = (conn.topic, header_stamp_ns(raw))
                 if k not in wanted:
                     continue
@@ -462,11 +475,33 @@ def _summary(episodes, chosen, written, skipped, stats, topics, cfg) -> dict[str
     }
 
 
+MANIFEST_KEYS = ("episode", "frame", "label", "split", "images")
+
+
 def read_manifest(dataset: Path) -> list[dict[str, Any]]:
+    """The samples of a dataset; every line is checked.
+
+    :raises FileNotFoundError: no manifest. :raises ValueError: a malformed or incomplete
+        line, named by its number.
+    """
     path = Path(dataset) / "manifest.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not a dataset built by `reward-model process`")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{n}: not valid JSON ({exc.msg}): rebuild the dataset") from exc
+        missing = [k for k in MANIFEST_KEYS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise ValueError(f"{path}:{n}: a sample needs {', '.join(MANIFEST_KEYS)}; missing {missing}")
+        if row["label"] not in (0, 1) or not isinstance(row["images"], dict) or not row["images"]:
+            raise ValueError(f"{path}:{n}: label must be 0 or 1 and images a non-empty {{camera: path}}")
+        rows.append(row)
+    return rows
 
 
 def _contact_sheets(out: Path, debug_dir: Path, n: int, rng: random.Random) -> None:

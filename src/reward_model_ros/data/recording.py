@@ -10,26 +10,51 @@ node's clock (simulation time under use_sim_time).
 
 Layout under `save_dir`: `incomplete/episode_NNNNNN/` while recording, then
 `success/`, `failure/` or `aborted/` (no label: stopped, crashed, disk full); each folder a
-rosbag2 bag (MCAP by default) with `episode.json` beside metadata.yaml. Episode numbers
-continue from the highest already in `save_dir`.
+rosbag2 bag (MCAP by default) with `episode.json` beside metadata.yaml (written at the start
+too, so that task and mode survive a crash). Episode numbers continue from the highest
+already in `save_dir`.
+
+Disk space: `check_disk` stops recording (the open episode closed into aborted/) once the
+free space no longer covers `disk_horizon` seconds of writing at the current rate, the
+queue and `min_free_bytes`. Should the disk fill anyway (another process), the write that
+fails (ENOSPC) closes the episode as aborted, "disk full", with everything up to the last
+complete chunk readable: `DiskReserve` keeps a few MiB allocated, released to finish the
+bag. After that no episode starts until the recorder is restarted.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import re
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reward_model_ros.data.bags import EpisodeBagWriter, TypeRegistry, needs_recovery, recover_bag
+from reward_model_ros.data.bags import (
+    BagError,
+    DiskFull,
+    EpisodeBagWriter,
+    TypeRegistry,
+    is_disk_full,
+    needs_recovery,
+    read_episode_info,
+    recover_bag,
+    write_episode_info,
+)
 
 LABEL_DIRS = {1: "success", 0: "failure", -1: "aborted"}
+LABEL_HELP = "1 (success), 0 (failure) or -1 (aborted: kept, not used for training)"
 INCOMPLETE = "incomplete"
+RESERVE_FILE = ".recorder_disk_reserve"
+RESERVE_BYTES = 16 * 2**20
+"""kept allocated while recording; freed to finish the open bag when the disk fills"""
 # order of items that share a stamp: a START before the data, an end after it
 START, DATA, END = 0, 1, 2
 
@@ -75,6 +100,58 @@ class _Open:
     last_stamp_ns: int = 0
 
 
+class DiskReserve:
+    """A file of `size` bytes kept allocated in `save_dir`: when the disk fills, deleting it
+    makes room for what finishing the open bag needs (its last chunk, summary, metadata.yaml)."""
+
+    def __init__(self, path: Path, size: int = RESERVE_BYTES) -> None:
+        self.path = Path(path)
+        self.size = size
+
+    def take(self) -> None:
+        """Allocate it (again); DiskFull if there is no room for it."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                try:
+                    os.posix_fallocate(fd, 0, self.size)
+                except OSError as exc:
+                    if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                        raise
+                    os.pwrite(fd, b"\0" * self.size, 0)  # a filesystem without fallocate
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self.release()
+            if is_disk_full(exc):
+                raise DiskFull(f"no room for the {self.size >> 20} MiB disk reserve {self.path}") from exc
+            raise
+
+    def release(self) -> bool:
+        """Delete it; whether there was one."""
+        try:
+            self.path.unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+
+class WriteRate:
+    """Bytes written per second over the last `window` seconds."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self._samples: deque[tuple[float, int]] = deque()
+
+    def update(self, now: float, total_bytes: int) -> float:
+        """Add a sample (monotonic time, bytes written so far); returns the rate."""
+        self._samples.append((now, total_bytes))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= self.window:
+            self._samples.popleft()
+        t0, b0 = self._samples[0]
+        return (total_bytes - b0) / max(now - t0, self.window)
+
+
 def next_episode_index(save_dir: Path) -> int:
     best = -1
     for p in save_dir.glob("*/episode_*"):
@@ -96,8 +173,24 @@ class EpisodeRecorder:
         image_topics: tuple[str, ...] = (),
         on_closed: Callable[[dict[str, Any]], None] | None = None,
         log: logging.Logger | Any = None,
+        min_free_bytes: int = 0,
+        disk_horizon: float = 5.0,
+        reserve_bytes: int = 0,
     ) -> None:
         self.save_dir = Path(save_dir)
+        self.min_free_bytes = min_free_bytes
+        self.disk_horizon = disk_horizon
+        """seconds of writing at the current rate that must fit above min_free_bytes"""
+        self.reserve = DiskReserve(self.save_dir / RESERVE_FILE, reserve_bytes) if reserve_bytes else None
+        self.stopped_reason: str | None = None
+        """why no episode may start (the disk is full); None while recording is possible"""
+        self.refused_starts = 0
+        self.bytes_written = 0
+        self._rate = WriteRate()
+        self.write_rate = 0.0
+        """bytes per second, as the last disk check measured it"""
+        self.last_info: dict[str, Any] | None = None
+        """episode.json of the episode closed last"""
         self.storage = storage
         self.window = reorder_window
         self.max_queue_bytes = max_queue_bytes
@@ -123,16 +216,39 @@ class EpisodeRecorder:
 
     # --- start-up ---------------------------------------------------------------------
     def recover_leftovers(self) -> list[Path]:
-        """Bags left in incomplete/ by a crash: rebuild them and move them to aborted/."""
+        """Bags left in incomplete/ by a crash: rebuild them and move them to aborted/. One
+        that cannot be rebuilt (nothing readable, no space) stays where it is, untouched,
+        with an error saying why."""
         done = []
         for path in sorted((self.save_dir / INCOMPLETE).glob("episode_*")):
-            if path.name.endswith((".damaged", ".recovering")):
+            if not path.is_dir() or not re.fullmatch(r"episode_\d+", path.name):
                 continue
-            if needs_recovery(path):
-                counts = recover_bag(path, self.registry)
-                self.log.warning(f"recovered {path} after a crash: {sum(counts.values())} messages kept")
-            target = self._move(path, "aborted")
-            done.append(target)
+            try:
+                if needs_recovery(path):
+                    result = recover_bag(path, self.registry, label="aborted")
+                    lost = result.messages_left_out
+                    self.log.warning(
+                        f"recovered {path} after a crash: {result.messages} messages kept"
+                        + (
+                            ""
+                            if lost == 0
+                            else f", {'some' if lost is None else lost} unreadable ones left out"
+                        )
+                        + f"; the file as it was is kept as {result.kept.name}"
+                    )
+                elif (path / "metadata.yaml").is_file():  # finished, not yet moved
+                    info = read_episode_info(path)
+                    if info is not None and info.get("label") != "aborted":
+                        write_episode_info(path, {**info, "label": "aborted", "end_event": "ABORT"})
+                else:
+                    continue  # no bag in it
+            except (BagError, OSError) as exc:
+                self.log.error(
+                    f"could not recover {path} ({exc}); it is left as it is: free some space and run "
+                    f"`reward-model recover {path}`, or delete it"
+                )
+                continue
+            done.append(self._move(path, "aborted"))
         return done
 
     # --- input ------------------------------------------------------------------------
@@ -178,7 +294,8 @@ class EpisodeRecorder:
                     EventInfo(END, "ABORT", -1, message="a new episode started before this one ended"),
                     item.stamp_ns,
                 )
-            self._start(item)
+            if self._begin(item.stamp_ns, ev):
+                self._write(item)
             return
         if self.open is None:
             if self.last_end_ns is not None and item.stamp_ns <= self.last_end_ns:
@@ -190,39 +307,65 @@ class EpisodeRecorder:
             self._ep_late += 1
             return
         self._write(item)
-        if ev is not None and ev.kind == END:
+        if ev is not None and ev.kind == END and self.open is not None:  # (not closed by a full disk)
             self._close(ev, item.stamp_ns)
 
     def _write(self, item: Item) -> None:
-        w = self.open.writer
-        self.open.last_stamp_ns = max(self.open.last_stamp_ns, item.stamp_ns)
+        ep = self.open
+        w = ep.writer
+        ep.last_stamp_ns = max(ep.last_stamp_ns, item.stamp_ns)
         if item.topic not in w.connections:
             w.add_topic(item.topic, item.msgtype)
-        w.write(item.topic, item.log_ns, item.data)
-
-    def _start(self, item: Item) -> None:
-        self._begin(item.stamp_ns, item.event)
-        self._write(item)
+        try:
+            w.write(item.topic, item.log_ns, item.data)
+        except DiskFull as exc:
+            self.open = None
+            self._close_disk_full(ep, exc)
+            return
+        self.bytes_written += len(item.data)
 
     def start_manual(self, stamp_ns: int, task: str, mode: str) -> int:
-        """Start an episode now (a service call); returns its index."""
+        """Start an episode now (a service call); returns its index. RuntimeError (saying
+        why) when one is being recorded or recording has stopped."""
         with self._io:
             self._process(0.0, everything=True)  # what came before belongs before the start
             if self.open is not None:
                 raise RuntimeError(f"episode {self.open.index} is being recorded; stop it first")
-            self._begin(stamp_ns, EventInfo(START, "START", task=task, mode=mode))
+            if not self._begin(stamp_ns, EventInfo(START, "START", task=task, mode=mode)):
+                raise RuntimeError(f"recording has stopped: {self.stopped_reason}")
             return self.open.index
 
-    def _begin(self, stamp_ns: int, ev: EventInfo) -> None:
+    def _begin(self, stamp_ns: int, ev: EventInfo) -> bool:
+        """Open the next episode's bag; False (and no episode) once recording has stopped."""
+        if self.stopped_reason is not None:
+            self.refused_starts += 1
+            return False
         index = self.next_index
-        self.next_index += 1
         path = self.save_dir / INCOMPLETE / f"episode_{index:06d}"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = EpisodeBagWriter(path, self.registry, self.storage)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = EpisodeBagWriter(path, self.registry, self.storage)
+            try:  # the description as far as it is known, in case the episode never closes
+                write_episode_info(path, self._info_at_start(index, ev, stamp_ns))
+            except BaseException:
+                writer.abort()
+                shutil.rmtree(path, ignore_errors=True)  # made just now: holds no data
+                raise
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._stop(f"disk full under {self.save_dir}: episode {index} could not start ({exc})")
+            return False
+        self.next_index += 1
         self.open = _Open(index, path, writer, ev, stamp_ns, time.monotonic())
         self._ep_dropped = self._ep_late = 0
+        return True
 
     def stop_manual(self, stamp_ns: int, label: int, message: str) -> Path | None:
+        """Close the open episode with `label` (1, 0 or -1); returns its folder, None if none
+        is open. ValueError for any other label (the episode goes on recording)."""
+        if label not in LABEL_DIRS:
+            raise ValueError(f"label {label} does not exist: use {LABEL_HELP}")
         with self._io:
             self._process(0.0, everything=True)
             if self.open is None:
@@ -242,16 +385,117 @@ class EpisodeRecorder:
 
     def flush(self) -> None:
         with self._io:
-            if self.open is not None:
-                self.open.writer.flush()
+            ep = self.open
+            if ep is None:
+                return
+            try:
+                ep.writer.flush()
+            except DiskFull as exc:
+                self.open = None
+                self._close_disk_full(ep, exc)
 
-    def _close(self, end: EventInfo, end_ns: int) -> Path:
+    # --- disk space -----------------------------------------------------------------------
+    def check_disk(self, now: float | None = None) -> str | None:
+        """Stop recording when the free space no longer covers `disk_horizon` seconds of
+        writing at the current rate, plus what waits in the queue, plus `min_free_bytes`:
+        the open episode is closed into aborted/. Cheap (one statvfs): call it after every
+        write. Returns the reason when it stops recording, else None."""
+        if self.stopped_reason is not None:
+            return None
+        now = time.monotonic() if now is None else now
+        rate = self.write_rate = self._rate.update(now, self.bytes_written)
+        free = shutil.disk_usage(self.save_dir).free
+        queued = self.queued()[1]
+        needed = self.min_free_bytes + rate * self.disk_horizon + queued
+        if free >= needed:
+            return None
+        mb = 2**20
+        reason = (
+            f"disk nearly full: {free / mb:.0f} MB free under {self.save_dir}, less than the "
+            f"{self.min_free_bytes / mb:.0f} MB to keep free (min_free_disk_mb) + {self.disk_horizon:g} s "
+            f"of writing at {rate / mb:.1f} MB/s + {queued / mb:.0f} MB waiting to be written"
+        )
+        self._stop(reason)
+        with self._io:
+            self._process(0.0, everything=True)
+            if self.open is not None:
+                ep = self.open
+                self._close(EventInfo(END, "ABORT", -1, message=reason), max(ep.last_stamp_ns, ep.start_ns))
+        return reason
+
+    def _stop(self, reason: str) -> None:
+        if self.stopped_reason is None:
+            self.stopped_reason = reason
+            self.log.error(f"recording stopped: {reason}. Free some space and restart the recorder.")
+
+    def _close_disk_full(self, ep: _Open, exc: Exception) -> Path | None:
+        """The disk filled while writing `ep`: finish its bag with what is on disk (the
+        reserve freed for that), as aborted, "disk full"; no new episode starts after this."""
+        released = self.reserve.release() if self.reserve is not None else False
+        self._stop(f"disk full under {self.save_dir} ({exc})")
+        end_ns = max(ep.last_stamp_ns, ep.start_ns)
+        self.last_end_ns = end_ns
+        end = EventInfo(END, "ABORT", -1, message="disk full")
+        try:
+            info = ep.writer.finish_after_disk_full(lambda counts: self._info(ep, end, end_ns, counts))
+        except BagError as exc2:
+            self.log.error(
+                f"episode {ep.index}: {exc2}" + ("" if released else " (there was no disk reserve to free)")
+            )
+            return None
+        lost = ep.writer.lost_disk_full
+        self.log.error(
+            f"episode {ep.index} closed as aborted (disk full): {sum(info['messages'].values())} messages "
+            f"kept" + (f", the last {lost} lost" if lost else "")
+        )
+        return self._finished(ep, info)
+
+    # --- closing --------------------------------------------------------------------------
+    def _close(self, end: EventInfo, end_ns: int) -> Path | None:
         ep = self.open
         self.open = None
         self.last_end_ns = end_ns
+        try:
+            info = ep.writer.close(lambda counts: self._info(ep, end, end_ns, counts))
+        except DiskFull as exc:
+            return self._close_disk_full(ep, exc)
+        return self._finished(ep, info)
+
+    def _finished(self, ep: _Open, info: dict[str, Any]) -> Path:
+        target = self._move(ep.path, info["label"])
+        self.counts[info["label"]] += 1
+        info = {**info, "path": str(target)}
+        self.last_info = info
+        if self.on_closed is not None:
+            self.on_closed(info)
+        return target
+
+    def _info_at_start(self, index: int, start: EventInfo, start_ns: int) -> dict[str, Any]:
+        return {
+            "episode": index,
+            "label": INCOMPLETE,
+            "task": start.task,
+            "mode": start.mode,
+            "seed": start.seed,
+            "source_episode_index": start.source_episode,
+            "start_stamp_ns": start_ns,
+            "storage": self.storage,
+        }
+
+    def _info(self, ep: _Open, end: EventInfo, end_ns: int, counts: dict[str, int]) -> dict[str, Any]:
         start = ep.start
         label = end.label if end.label in (0, 1) else -1
-        counts = dict(ep.writer.counts)
+        message = end.message
+        if end.label not in LABEL_DIRS:
+            problem = (
+                f"episode {ep.index} ended with label {end.label}, which does not exist "
+                "(1 success, 0 failure, -1 aborted)"
+            )
+            self.log.error(
+                f"{problem}: it is kept in aborted/; move its directory to success/ or failure/ "
+                "if you know its outcome, and fix the publisher of the episode events"
+            )
+            message = f"{problem}; {message}" if message else problem
         info = {
             "episode": ep.index,
             "label": LABEL_DIRS[label],
@@ -267,16 +511,12 @@ class EpisodeRecorder:
             "frames": {t: n for t, n in counts.items() if t in self.image_topics},
             "dropped_queue_full": self._ep_dropped,
             "late": self._ep_late,
-            "message": end.message,
+            "message": message,
             "storage": self.storage,
         }
-        ep.writer.close(info)
-        target = self._move(ep.path, LABEL_DIRS[label])
-        self.counts[LABEL_DIRS[label]] += 1
-        info["path"] = str(target)
-        if self.on_closed is not None:
-            self.on_closed(info)
-        return target
+        if ep.writer.lost_disk_full:
+            info["lost_disk_full"] = ep.writer.lost_disk_full
+        return info
 
     def _move(self, path: Path, label_dir: str) -> Path:
         target = self.save_dir / label_dir / path.name

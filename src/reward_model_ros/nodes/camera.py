@@ -37,12 +37,12 @@ import cv2
 import numpy as np
 from rclpy.duration import Duration
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo
 from sensor_msgs.msg import Image as ImageMsg
 from std_msgs.msg import Header
 
 from reward_model_ros.core.calibration import CalibrationError, load_calibration
+from reward_model_ros.core.stats import RateWindow
 from reward_model_ros.nodes._run import spin_node
 from reward_model_ros.nodes.params import (
     Param,
@@ -54,7 +54,9 @@ from reward_model_ros.nodes.params import (
     one_of,
     positive,
 )
+from reward_model_ros.ros import qos as qos_profiles
 from reward_model_ros.ros.conversions import array_to_image, calibration_to_camera_info
+from reward_model_ros.ros.diagnostics import OK, WARN, Diagnostics
 
 NODE_NAME = "camera"
 
@@ -360,10 +362,7 @@ class CameraNode(Node):
             why, todo = diagnose(self._source, p["stream_timeout"])
             raise SourceError(f"{self.get_name()}: cannot open {self._source.describe()}: {why}. {todo}.")
         self._cap = cap
-        reliability = ReliabilityPolicy.RELIABLE
-        if p["qos_reliability"] == "best_effort":
-            reliability = ReliabilityPolicy.BEST_EFFORT
-        qos = QoSProfile(depth=p["qos_depth"], reliability=reliability, history=HistoryPolicy.KEEP_LAST)
+        qos = qos_profiles.images(p["qos_reliability"], p["qos_depth"])
         self._image_pub = self.create_publisher(ImageMsg, "image_raw", qos)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
         self._info: CameraInfo | None = None
@@ -384,6 +383,8 @@ class CameraNode(Node):
                 )
             self._pending: np.ndarray | None = frame
             self._timer = self.create_timer(1.0 / p["rate"], self._on_file_timer)
+        self.frame_rate = RateWindow()
+        self.diagnostics = Diagnostics(self, "camera", self._health)
         self.get_logger().info(
             f"publishing {self._source.describe()} on {self._image_pub.topic_name} and "
             f"{self._info_pub.topic_name}: {self._encoding}, up to {p['rate']:g} Hz, "
@@ -483,6 +484,18 @@ class CameraNode(Node):
         self._image_pub.publish(image)
         self._info_pub.publish(info)
         self._published += 1
+        self.frame_rate.tick()
+
+    def _health(self):
+        """/diagnostics: the frame rate against the one asked for."""
+        rate, want = self.frame_rate.rate(), self.p["rate"]
+        values = {"source": self._source.describe(), "rate_hz": rate, "rate_wanted_hz": want}
+        values["frames_published"] = self._published
+        if self._published == 0:
+            return WARN, "no frame published yet", values
+        if self._source.live and rate < 0.8 * want:
+            return WARN, f"{rate:.1f} frames/s, below the {want:g} asked for", values
+        return OK, f"{rate:.1f} frames/s", values
 
     def _camera_info(self, width: int, height: int) -> CameraInfo:
         if self._info is not None and (self._info.width, self._info.height) == (width, height):

@@ -1,8 +1,9 @@
-"""interface_echo_node: echoes every reward_msgs message and answers both service types.
+"""interface_echo_node: echoes every reward_msgs message and answers ComputeRewards and
+ResetEpisode with values derived from the request.
 
 A diagnostic for the interfaces and the DDS set-up: run it on one machine (or process) and
 `reward-model check-interfaces` on another; every message type must come back unchanged.
-`make demo` uses it (in a second process) until the reward node exists.
+`reward-model check-interfaces` (and the colcon test) start it in a second process.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import time
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from reward_msgs.srv import ComputeRewards, ResetEpisode
 
 from reward_model_ros.nodes._run import spin_node
 from reward_model_ros.nodes.params import Param, declare_parameters, in_range, topic_name
+from reward_model_ros.ros import qos as qos_profiles
+from reward_model_ros.ros.diagnostics import OK, Diagnostics
 from reward_model_ros.ros.interface_samples import (
     MESSAGE_TYPES,
     echo_compute_rewards,
@@ -49,16 +51,16 @@ class InterfaceEchoNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
         p = declare_parameters(self, PARAMETERS)
-        qos = QoSProfile(
-            depth=p["qos_depth"],
-            reliability=ReliabilityPolicy.RELIABLE,
-            history=HistoryPolicy.KEEP_LAST,
-        )
+        qos = qos_profiles.reliable(p["qos_depth"])
         self._pubs = {}
         for suffix, msg_type in MESSAGE_TYPES.items():
             pub = self.create_publisher(msg_type, f"{p['pong_prefix']}/{suffix}", qos)
             self._pubs[suffix] = pub
-            self.create_subscription(msg_type, f"{p['ping_prefix']}/{suffix}", pub.publish, qos)
+            self.create_subscription(msg_type, f"{p['ping_prefix']}/{suffix}", self._echo(pub), qos)
+        self.echoed = 0
+        self.diagnostics = Diagnostics(
+            self, "interface echo", lambda: (OK, f"{self.echoed} messages echoed", {"echoed": self.echoed})
+        )
         self.create_service(ComputeRewards, "~/compute_rewards", self._on_compute_rewards)
         self.create_service(ResetEpisode, "~/reset_episode", self._on_reset_episode)
         self._episode_index = 0
@@ -66,6 +68,13 @@ class InterfaceEchoNode(Node):
             f"echoing {len(MESSAGE_TYPES)} message types from {p['ping_prefix']}/* "
             f"to {p['pong_prefix']}/*; services ~/compute_rewards, ~/reset_episode"
         )
+
+    def _echo(self, pub):
+        def echo(msg) -> None:
+            self.echoed += 1
+            pub.publish(msg)
+
+        return echo
 
     def _on_compute_rewards(self, request, response):
         start = time.perf_counter()

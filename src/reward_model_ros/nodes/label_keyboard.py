@@ -29,7 +29,6 @@ import time
 import tty
 
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from reward_msgs.msg import EpisodeEvent, SuccessLabel
 from std_msgs.msg import Header
 
@@ -42,6 +41,8 @@ from reward_model_ros.nodes.params import (
     one_of,
     topic_name,
 )
+from reward_model_ros.ros import qos as qos_profiles
+from reward_model_ros.ros.diagnostics import OK, Diagnostics
 
 NODE_NAME = "label_keyboard"
 
@@ -80,9 +81,7 @@ class LabelKeyboardNode(Node):
                 f"{NODE_NAME} reads keys from its terminal, but stdin is not a terminal: run it in a "
                 "terminal of its own (`ros2 run reward_model_ros label_keyboard_node`), not from launch"
             )
-        reliable = QoSProfile(
-            depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
-        )
+        reliable = qos_profiles.reliable(50)
         self.label_pub = self.create_publisher(SuccessLabel, p["label_topic"], reliable)
         self.event_pub = self.create_publisher(EpisodeEvent, p["episode_event_topic"], reliable)
         self.create_subscription(EpisodeEvent, p["episode_event_topic"], self._on_event, reliable)
@@ -91,9 +90,9 @@ class LabelKeyboardNode(Node):
         self.episode = -1
         self.in_episode = False
         self.counts = {"success": 0, "failure": 0}
+        self.diagnostics = Diagnostics(self, "keyboard labeller", self._health)
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self.finished = None
         self.create_timer(1.0 / p["rate"], self._tick)
         self._saved = termios.tcgetattr(sys.stdin.fileno())
         tty.setcbreak(sys.stdin.fileno())
@@ -180,6 +179,17 @@ class LabelKeyboardNode(Node):
                 message=message,
             )
         )
+
+    def _health(self):
+        """/diagnostics: the labelling state a person at the robot should see."""
+        values = {
+            "episode": self.episode,
+            "in_episode": self.in_episode,
+            "success": self.success,
+            **self.counts,
+        }
+        state = "success held" if self.success else "no success"
+        return OK, f"episode {self.episode}: {state}" if self.in_episode else "between episodes", values
 
     def _tick(self) -> None:
         with self._lock:

@@ -50,6 +50,12 @@ def positive(v: Any) -> str | None:
     return None if v > 0 else "must be > 0"
 
 
+def finite(v: Any) -> str | None:
+    import math
+
+    return None if isinstance(v, int | float) and math.isfinite(v) else "must be a finite number"
+
+
 def non_negative(v: Any) -> str | None:
     return None if v >= 0 else "must be >= 0"
 
@@ -70,6 +76,17 @@ def topic_name(v: Any) -> str | None:
     if not v or any(c.isspace() for c in v) or "//" in v or v.endswith("/"):
         return f"{v!r} is not a valid ROS topic name"
     return None
+
+
+def optional_topic(v: Any) -> str | None:
+    """A topic name, or empty for none."""
+    return None if v == "" else topic_name(v)
+
+
+def device_name(v: Any) -> str | None:
+    import re
+
+    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(v)) else "must be auto, cpu, cuda or cuda:N"
 
 
 def all_of(*checks: Check) -> Check:
@@ -108,7 +125,7 @@ def declare_parameters(
         "double": Parameter.Type.DOUBLE_ARRAY,
         "bool": Parameter.Type.BOOL_ARRAY,
     }
-    _coerce_overrides(node, params)
+    given_empty = _coerce_overrides(node, params)
     values: dict[str, Any] = {}
     for p in params:
         descriptor = ParameterDescriptor(description=p.description, read_only=p.read_only)
@@ -128,6 +145,7 @@ def declare_parameters(
                     f"like its default {p.default!r} ({exc})"
                 ) from exc
             values[p.name] = _plain(node.get_parameter(p.name).value)
+    values |= {key: [] for key in given_empty}  # `name:=[]`: checked as given
     for name, value in values.items():
         reason = by_name[name].validate(value)
         if reason:
@@ -153,23 +171,62 @@ def declare_parameters(
     return values
 
 
-def _coerce_overrides(node: Any, params: Sequence[Param]) -> None:
-    """Give `-p` / YAML values the declared type where nothing is lost: `source:=0` arrives
-    as an integer for a string parameter, `rate:=30` as an integer for a float one, and
-    rclpy would refuse both with a traceback. (rclpy keeps these values in a private dict.)"""
+def _coerce_overrides(node: Any, params: Sequence[Param]) -> set[str]:
+    """Check and type the `-p` / parameter-file values before declaring.
+
+    - A name the node does not declare is refused, naming the close matches: a misspelt
+      `reward_treshold:=0.9` must not leave the node running at another threshold.
+    - Values are given the declared type where nothing is lost: `source:=0` arrives as an
+      integer for a string parameter, `rate:=30` as an integer for a float one,
+      `model.normalize:=true` as a bool for a string one, `image_topics:=[]` untyped; rclpy
+      would refuse each with a traceback. (rclpy keeps these values in a private dict.)
+
+    :raises ParameterError: for undeclared names.
+    """
+    import difflib
+
     from rclpy.parameter import Parameter
 
     overrides = getattr(node, "_parameter_overrides", None)
     if not isinstance(overrides, dict):
-        return
+        return set()
+    declared = parameter_names(params)
+    unknown = sorted(n for n in overrides if n not in declared and not n.startswith("qos_overrides."))
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, sorted(declared), n=3, cutoff=0.6)
+            hints.append(f"{name}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        raise ParameterError(
+            f"{node.get_name()}: unknown parameter(s) {', '.join(hints)}; this node's parameters are "
+            f"listed by `--help`. Fix the name in the parameter file or -p"
+        )
+    empty: set[str] = set()
     for spec in params:
         given = overrides.get(spec.name)
-        if given is None or isinstance(given.value, bool):
+        if given is None:
             continue
-        if isinstance(spec.default, str) and isinstance(given.value, int | float):
+        if given.type_ == Parameter.Type.NOT_SET and isinstance(spec.default, list):
+            # rclpy cannot type an empty list (it becomes a byte array): drop the override and
+            # let the check see the [] that was asked for
+            del overrides[spec.name]
+            empty.add(spec.name)
+        elif isinstance(spec.default, str) and isinstance(given.value, bool):
+            overrides[spec.name] = Parameter(spec.name, value=str(given.value).lower())
+        elif isinstance(given.value, bool):
+            continue
+        elif isinstance(spec.default, str) and isinstance(given.value, int | float):
             overrides[spec.name] = Parameter(spec.name, value=str(given.value))
         elif isinstance(spec.default, float) and isinstance(given.value, int):
             overrides[spec.name] = Parameter(spec.name, value=float(given.value))
+    return empty
+
+
+def _element_type(default: list) -> str:
+    first = default[0]
+    if isinstance(first, bool):
+        return "bool"
+    return {str: "string", int: "integer", float: "double"}.get(type(first), "string")
 
 
 def _plain(value: Any) -> Any:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from reward_msgs.msg import EpisodeEvent, SuccessLabel
 
 from reward_model_ros.core.poses import PoseHoldLabeller
+from reward_model_ros.core.stats import RateWindow
 from reward_model_ros.nodes._run import spin_node
 from reward_model_ros.nodes.params import (
     Param,
@@ -24,6 +24,8 @@ from reward_model_ros.nodes.params import (
     in_range,
     topic_name,
 )
+from reward_model_ros.ros import qos as qos_profiles
+from reward_model_ros.ros.diagnostics import OK, WARN, Diagnostics
 
 NODE_NAME = "pose_success"
 
@@ -57,18 +59,27 @@ class PoseSuccessNode(Node):
         self.labeller = self._labeller(p)
         self.episode = 0
         self.steps = 0
-        reliable = QoSProfile(
-            depth=50, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
-        )
+        reliable = qos_profiles.reliable(50)
         self.label_pub = self.create_publisher(SuccessLabel, p["label_topic"], reliable)
         self.event_pub = self.create_publisher(EpisodeEvent, p["episode_event_topic"], reliable)
         self.create_subscription(EpisodeEvent, p["episode_event_topic"], self._on_event, reliable)
         self.create_subscription(PoseStamped, p["pose_topic"], self._on_pose, reliable)
+        self.pose_rate = RateWindow()
+        self.diagnostics = Diagnostics(self, "pose labeller", self._health)
         t = p["target_ee_pose"]
         self.get_logger().info(
             f"success when {p['pose_topic']} stays within {p['position_tolerance']} m / "
             f"{p['orientation_tolerance']} rad of {list(t)} for {p['success_hold_steps']} poses"
         )
+
+    def _health(self):
+        """/diagnostics: whether poses arrive, and the episode being labelled."""
+        rate = self.pose_rate.rate()
+        values = {"pose_topic": self.p["pose_topic"], "pose_rate_hz": rate, "episode": self.episode}
+        values["poses_in_episode"] = self.steps
+        if rate == 0:
+            return WARN, f"no pose on {self.p['pose_topic']} for 5 s", values
+        return OK, f"{rate:.1f} poses/s, episode {self.episode}", values
 
     def _labeller(self, p) -> PoseHoldLabeller:
         try:
@@ -95,6 +106,7 @@ class PoseSuccessNode(Node):
         pos, q = msg.pose.position, msg.pose.orientation
         inside, reached = self.labeller.update((pos.x, pos.y, pos.z), (q.x, q.y, q.z, q.w))
         self.steps += 1
+        self.pose_rate.tick()
         self.label_pub.publish(
             SuccessLabel(
                 header=msg.header,

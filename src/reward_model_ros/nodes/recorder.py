@@ -5,10 +5,14 @@ and header stamps) once their publishers appear, with the publishers' reliabilit
 best-effort camera streams are recorded too), and hands every message to
 `reward_model_ros.data.recording.EpisodeRecorder`, which routes it by stamp into the
 episode it belongs to. Episodes start and end on EpisodeEvents (`episode_event_topic`) or
-on the `~/start_episode` / `~/stop_episode` services. A writer thread writes and flushes
-the bag every `flush_period` seconds, so a crash loses at most that much; SIGINT/SIGTERM
-close the open bag as an aborted episode; a bag left by a crash is recovered at the next
-start. Free disk space is checked at start and at every flush.
+on the `~/start_episode` / `~/stop_episode` services (labels 1, 0, -1; any other is refused
+and the episode goes on). A writer thread writes and flushes the bag every `flush_period`
+seconds, so a crash loses at most that much; SIGINT/SIGTERM close the open bag as an
+aborted episode; a bag left by a crash is recovered at the next start (the file as it was
+kept beside it). Disk space: at start, too little free space is one `error:` line and exit
+code 2; while running, free space is checked after every write against the write rate
+(`disk_horizon`), and a full disk closes the open episode as aborted ("disk full"), bag
+readable, after which the node stays up and refuses new episodes.
 """
 
 from __future__ import annotations
@@ -19,17 +23,23 @@ import threading
 import time
 from pathlib import Path
 
-from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from rclpy.task import Future
 from reward_msgs.msg import EpisodeEvent
 from reward_msgs.srv import StartEpisode, StopEpisode
 
-from reward_model_ros.data.bags import header_stamp_ns
-from reward_model_ros.data.recording import DATA, END, START, EpisodeRecorder, EventInfo, Item
-from reward_model_ros.nodes._run import spin_node
+from reward_model_ros.data.bags import DiskFull, header_stamp_ns, is_disk_full
+from reward_model_ros.data.recording import (
+    DATA,
+    END,
+    LABEL_DIRS,
+    RESERVE_BYTES,
+    START,
+    EpisodeRecorder,
+    EventInfo,
+    Item,
+)
+from reward_model_ros.nodes._run import Finished, spin_node, steady_clock
 from reward_model_ros.nodes.params import (
     Param,
     ParameterError,
@@ -40,6 +50,8 @@ from reward_model_ros.nodes.params import (
     one_of,
     topic_name,
 )
+from reward_model_ros.ros import qos as qos_profiles
+from reward_model_ros.ros.diagnostics import ERROR, OK, WARN, Diagnostics
 
 NODE_NAME = "recorder"
 EVENT_NAMES = {
@@ -54,7 +66,17 @@ PARAMETERS = (
     Param("save_dir", "runs/episodes", "where episodes go: <save_dir>/{success,failure,aborted}/episode_N/"),
     Param(
         "topics",
-        ["image_raw", "camera_info", "joint_states", "ee_pose", "action", "reward", "success_label"],
+        [
+            "image_raw",
+            "camera_info",
+            "joint_states",
+            "ee_pose",
+            "action",
+            "applied_action",
+            "state",
+            "reward",
+            "success_label",
+        ],
         "topics to record (relative names resolve in the node's namespace); the episode event "
         "topic is always recorded",
         non_empty,
@@ -86,6 +108,12 @@ PARAMETERS = (
         at_least(0),
     ),
     Param(
+        "disk_horizon",
+        5.0,
+        "seconds of writing at the current rate that must also fit on the disk (checked after every write)",
+        in_range(0.0, 3600.0),
+    ),
+    Param(
         "reorder_window",
         0.3,
         "seconds a message waits so that messages of all topics are routed in stamp order",
@@ -115,14 +143,18 @@ def get_message(msgtype: str) -> type:
 class RecorderNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        self.p = p = declare_parameters(self, PARAMETERS, on_change=lambda c: self.p.update(c))
+        self.p = p = declare_parameters(self, PARAMETERS, on_change=self._on_params)
         self.save_dir = Path(p["save_dir"]).expanduser().resolve()
-        self.save_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.save_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ParameterError(f"{NODE_NAME}: cannot create save_dir {self.save_dir}: {exc}") from exc
         free = shutil.disk_usage(self.save_dir).free / 2**20
-        if free < p["min_free_disk_mb"]:
+        if free < p["min_free_disk_mb"] + RESERVE_BYTES / 2**20:
             raise ParameterError(
                 f"{NODE_NAME}: only {free:.0f} MB free under {self.save_dir} (min_free_disk_mb="
-                f"{p['min_free_disk_mb']}): free some space or choose another save_dir"
+                f"{p['min_free_disk_mb']}, plus {RESERVE_BYTES >> 20} MB kept to close bags cleanly on a "
+                "full disk): free some space or choose another save_dir"
             )
         self.event_topic = self.resolve_topic_name(p["episode_event_topic"])
         self.topics = {self.resolve_topic_name(t) for t in p["topics"]} | {self.event_topic}
@@ -134,26 +166,34 @@ class RecorderNode(Node):
             image_topics=tuple(self.resolve_topic_name(t) for t in p["image_topics"]),
             on_closed=self._on_closed,
             log=self.get_logger(),
+            min_free_bytes=p["min_free_disk_mb"] * 2**20,
+            disk_horizon=p["disk_horizon"],
+            reserve_bytes=RESERVE_BYTES,
         )
+        try:
+            self.recorder.reserve.take()
+        except (DiskFull, OSError) as exc:
+            kind = "is full" if is_disk_full(exc) else "cannot be written"
+            raise ParameterError(
+                f"{NODE_NAME}: the disk under {self.save_dir} {kind} ({exc}): free some space or choose "
+                "another save_dir"
+            ) from exc
         for path in self.recorder.recover_leftovers():
             self.get_logger().warning(f"an episode left by a crash was recovered into {path}")
         self.subscribed: dict[str, str] = {}
         self._header_types: dict[str, bool] = {}
-        self.stopped = False  # targets met or disk full: no new episodes
-        self.finished = Future()  # spin_node returns when this completes (targets met)
-        self._finished = threading.Event()
+        self.stopped = False  # targets met: no new episodes (a full disk: recorder.stopped_reason)
+        self.finished = Finished(self)  # spin_node returns once it is set (targets met)
         self._stop = threading.Event()
         self._last_report = (0, 0)
         self.create_service(StartEpisode, "~/start_episode", self._on_start)
         self.create_service(StopEpisode, "~/stop_episode", self._on_stop)
         self._discover()
         # steady timers: under use_sim_time a ROS-time timer would not fire until /clock runs
-        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        steady = steady_clock()
         self.create_timer(0.5, self._discover, clock=steady)
-        self.create_timer(
-            0.2, lambda: self._finished.is_set() and self.finished.set_result(True), clock=steady
-        )
         self.create_timer(5.0, self._report_drops, clock=steady)
+        self.diagnostics = Diagnostics(self, "recorder", self._health)
         self._thread = threading.Thread(target=self._write_loop, name="recorder-writer", daemon=True)
         self._thread.start()
         self.get_logger().info(
@@ -175,14 +215,8 @@ class RecorderNode(Node):
             infos = self.get_publishers_info_by_topic(topic)
             if not infos:
                 continue
-            reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            latched = all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
-            qos = QoSProfile(
-                depth=self.p["queue_depth"],
-                history=HistoryPolicy.KEEP_LAST,
-                reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
-                durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE,
-            )
+            qos = qos_profiles.matching(infos, self.p["queue_depth"])
+            reliable = qos_profiles.publishers_reliability(infos) == "reliable"
             try:
                 cls = get_message(msgtype)
                 self.recorder.registry.ensure(msgtype)
@@ -228,7 +262,7 @@ class RecorderNode(Node):
     # --- services -----------------------------------------------------------------------
     def _on_start(self, request, response):
         if self.stopped:
-            response.accepted, response.message = False, "recording has stopped (targets met or disk full)"
+            response.accepted, response.message = False, "recording has stopped: the targets are met"
             return response
         try:
             index = self.recorder.start_manual(
@@ -242,11 +276,30 @@ class RecorderNode(Node):
         return response
 
     def _on_stop(self, request, response):
-        path = self.recorder.stop_manual(self.get_clock().now().nanoseconds, request.label, request.message)
+        try:
+            path = self.recorder.stop_manual(
+                self.get_clock().now().nanoseconds, request.label, request.message
+            )
+        except ValueError as exc:
+            ep = self.recorder.open
+            going_on = f"; episode {ep.index} is still being recorded" if ep is not None else ""
+            response.accepted, response.message = False, f"{exc}{going_on}"
+            return response
         if path is None:
             response.accepted, response.message = False, "no episode is being recorded"
+            if self.recorder.stopped_reason:
+                response.message += f" (recording has stopped: {self.recorder.stopped_reason})"
             return response
-        response.accepted, response.path, response.message = True, str(path), f"saved {path}"
+        response.path = str(path)
+        info = self.recorder.last_info or {}
+        if info.get("path") == str(path) and info.get("label") != LABEL_DIRS[request.label]:
+            # the disk filled while it was closing
+            response.accepted = False
+            response.message = (
+                f"not saved as {LABEL_DIRS[request.label]}: {info.get('message')}; it is in {path}"
+            )
+            return response
+        response.accepted, response.message = True, f"saved {path}"
         return response
 
     # --- the writer thread --------------------------------------------------------------
@@ -259,23 +312,18 @@ class RecorderNode(Node):
                 if time.monotonic() - last_flush >= self.p["flush_period"]:
                     last_flush = time.monotonic()
                     self.recorder.flush()
-                    self._check_disk()
+                self.recorder.check_disk()  # logs and closes the episode when space runs short
             except Exception as exc:
                 self.get_logger().error(
                     f"writing failed: {type(exc).__name__}: {exc}", throttle_duration_sec=5.0
                 )
 
-    def _check_disk(self) -> None:
-        free = shutil.disk_usage(self.save_dir).free / 2**20
-        if free >= self.p["min_free_disk_mb"] or self.stopped:
-            return
-        self.stopped = True
-        path = self.recorder.abort(f"disk nearly full: {free:.0f} MB free")
-        self.get_logger().error(
-            f"only {free:.0f} MB free under {self.save_dir} (min_free_disk_mb={self.p['min_free_disk_mb']}): "
-            f"recording stopped{f'; the open episode was closed into {path}' if path else ''}. "
-            "Free some space and restart the recorder."
-        )
+    def _on_params(self, changes: dict) -> None:
+        self.p.update(changes)
+        if "min_free_disk_mb" in changes:
+            self.recorder.min_free_bytes = changes["min_free_disk_mb"] * 2**20
+        if "disk_horizon" in changes:
+            self.recorder.disk_horizon = changes["disk_horizon"]
 
     def _on_closed(self, info: dict) -> None:
         c = self.recorder.counts
@@ -299,7 +347,37 @@ class RecorderNode(Node):
                 + ("exiting" if p["exit_when_done"] else "recording stopped")
             )
             if p["exit_when_done"]:
-                self._finished.set()
+                self.finished.set()
+
+    def _health(self):
+        """/diagnostics: disk space, write rate, episodes, drops; ERROR once recording stopped."""
+        r = self.recorder
+        free = shutil.disk_usage(self.save_dir).free / 2**20
+        queued = r.queued()
+        values = {
+            "save_dir": str(self.save_dir),
+            "disk_free_mb": free,
+            "write_rate_mb_s": r.write_rate / 2**20,
+            "bytes_written": r.bytes_written,
+            "recording": r.open is not None,
+            "episode_open": r.open.index if r.open is not None else "",
+            **{f"episodes_{k}": v for k, v in r.counts.items()},
+            "queued_messages": queued[0],
+            "queued_mb": queued[1] / 2**20,
+            "dropped_queue_full": r.dropped_queue,
+            "arrived_late": r.late,
+            "topics_subscribed": len(self.subscribed),
+            "topics_wanted": len(self.topics),
+        }
+        if r.stopped_reason:
+            return ERROR, f"recording stopped: {r.stopped_reason}", values
+        if r.dropped_queue or r.late:
+            return WARN, f"{r.dropped_queue} dropped (queue full), {r.late} late", values
+        if len(self.subscribed) < len(self.topics):
+            missing = sorted(self.topics - set(self.subscribed))
+            return WARN, f"no publisher yet on {', '.join(missing)}", values
+        state = f"recording episode {r.open.index}" if r.open is not None else "waiting for an episode"
+        return OK, f"{state}; {free / 1024:.1f} GB free", values
 
     def _report_drops(self) -> None:
         now = (self.recorder.dropped_queue, self.recorder.late)
@@ -317,6 +395,7 @@ class RecorderNode(Node):
             path = self.recorder.abort("the recorder was stopped during the episode")
             if path is not None:
                 self.get_logger().warning(f"stopped mid-episode: the episode so far is in {path}")
+            self.recorder.reserve.release()
         super().destroy_node()
 
 

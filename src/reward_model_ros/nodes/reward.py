@@ -15,49 +15,74 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass, fields
+from typing import Any
 
+import numpy as np
 import torch
-from rclpy.clock import Clock as RosClock
-from rclpy.clock import ClockType
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from rclpy.time import Time
 from reward_msgs.msg import EpisodeEvent, RewardStamped
 from reward_msgs.srv import ComputeRewards
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32
 
-from reward_model_ros.core.checkpoint import CheckpointError, load_checkpoint, untrained
+from reward_model_ros.core.checkpoint import CheckpointError, decision_settings, load_checkpoint, untrained
 from reward_model_ros.core.config import ARCHS, PRECISIONS, RESIZE_MODES, ConfigError, ModelConfig
-from reward_model_ros.core.debug import DebugImageWriter, annotate
+from reward_model_ros.core.debug import annotate, debug_writer
 from reward_model_ros.core.images import ImageEncodingError
 from reward_model_ros.core.inference import pick_device
+from reward_model_ros.core.pipeline import (
+    REWARD_KEYS,
+    FrameSet,
+    RewardPipeline,
+    build_pipeline,
+    invalid_score,
+)
 from reward_model_ros.core.reward import (
     COMBINE_MODES,
     REWARD_MODES,
     RewardConfig,
-    RewardMapper,
     decide,
-    fuse,
     model_reward,
 )
-from reward_model_ros.core.scoring import FrameScorer
-from reward_model_ros.core.sync import FrameSynchronizer
-from reward_model_ros.nodes._run import spin_node
+from reward_model_ros.core.stats import Percentiles, RateWindow
+from reward_model_ros.core.sync import SYNC_TOLERANCE_S, FrameSynchronizer
+from reward_model_ros.core.validity import ValidityConfig, too_large
+from reward_model_ros.nodes._run import spin_node, steady_clock
 from reward_model_ros.nodes.params import (
     Param,
     ParameterError,
     at_least,
     declare_parameters,
+    device_name,
+    finite,
     in_range,
     non_empty,
+    non_negative,
     one_of,
     positive,
     topic_name,
 )
+from reward_model_ros.ros import qos as qos_profiles
 from reward_model_ros.ros.conversions import array_to_image, image_to_rgb, stamp_to_nanoseconds
+from reward_model_ros.ros.diagnostics import OK, WARN, Diagnostics
 
 NODE_NAME = "reward_classifier"
+GREY_ENCODINGS = ("mono8", "8UC1")
+
+
+@dataclass
+class _Frame:
+    header: Any
+    rgb: np.ndarray | None
+    grey: bool
+    reason: str | None
+    """why the frame cannot be judged (checked in the subscription callback), or None"""
+
+
 END_EVENTS = (EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.TIMEOUT, EpisodeEvent.ABORT)
 _DEFAULTS = RewardConfig()
 
@@ -78,7 +103,8 @@ PARAMETERS = (
     Param(
         "camera_names",
         [],
-        "one name per image topic (crop boxes, RewardStamped.camera_names); empty = the resolved topic names",
+        "the checkpoint camera each image topic is (crop boxes, RewardStamped.camera_names); empty = "
+        "the checkpoint's cameras in order (a model without recorded cameras: the resolved topic names)",
         read_only=True,
         array_type="string",
     ),
@@ -92,16 +118,17 @@ PARAMETERS = (
     Param("image_qos_depth", 5, "history depth of the image subscriptions", in_range(1, 100), read_only=True),
     Param(
         "sync_tolerance",
-        0.05,
+        SYNC_TOLERANCE_S,
         "seconds: frames of different cameras form a set when their stamps differ by at most this",
         positive,
         read_only=True,
     ),
     Param(
         "camera_fusion",
-        "mean",
-        "how per-camera probabilities become one: mean | min | max",
-        one_of("mean", "min", "max"),
+        "",
+        "how per-camera probabilities become one: mean | min | max; empty = the checkpoint's "
+        "recommended (mean without one)",
+        one_of("", "mean", "min", "max"),
     ),
     Param(
         "episode_event_topic",
@@ -172,7 +199,7 @@ PARAMETERS = (
         read_only=True,
         array_type="integer",
     ),
-    Param("model.device", "auto", "auto | cpu | cuda | cuda:N", read_only=True),
+    Param("model.device", "auto", "auto | cpu | cuda | cuda:N", device_name, read_only=True),
     Param(
         "model.micro_batch_size",
         256,
@@ -194,7 +221,8 @@ PARAMETERS = (
     Param(
         "model.debug_save_dir",
         "",
-        "write model inputs as resnet_success|resnet_fail/{id:06d}_prob{p:.4f}.png here; empty = off",
+        "write model inputs as resnet_success|resnet_fail/{id:06d}_prob{p:.4f}.png here; empty = "
+        "$DEBUG_IMAGE_SAVE_DIR if set, else off",
         read_only=True,
     ),
     Param(
@@ -209,26 +237,64 @@ PARAMETERS = (
     Param(
         "reward_threshold",
         -1.0,
-        "success when probability >= this; -1 = the checkpoint's recommended threshold",
+        "success when probability >= this; -1 = the checkpoint's recommended (`reward-model evaluate`), "
+        "else its validation threshold",
         _threshold,
     ),
-    Param("success_reward", _DEFAULTS.success_reward, "model reward on success"),
-    Param("fail_reward", _DEFAULTS.fail_reward, "model reward on failure"),
+    Param("success_reward", _DEFAULTS.success_reward, "model reward on success", finite),
+    Param("fail_reward", _DEFAULTS.fail_reward, "model reward on failure", finite),
     Param(
         "combine_mode",
         _DEFAULTS.combine_mode,
         "replace | add | weighted (with the env reward)",
         one_of(*COMBINE_MODES),
     ),
-    Param("reward_weight", _DEFAULTS.reward_weight, "weight of the model reward in combine_mode=weighted"),
     Param(
-        "env_reward_weight", _DEFAULTS.env_reward_weight, "weight of the env reward in combine_mode=weighted"
+        "reward_weight",
+        _DEFAULTS.reward_weight,
+        "weight of the model reward in combine_mode=weighted",
+        finite,
+    ),
+    Param(
+        "env_reward_weight",
+        _DEFAULTS.env_reward_weight,
+        "weight of the env reward in combine_mode=weighted",
+        finite,
     ),
     Param(
         "debounce_frames",
-        _DEFAULTS.debounce_frames,
-        "success only after this many consecutive frames above the threshold (1 = off)",
-        at_least(1),
+        -1,
+        "success only after this many consecutive frames above the threshold (1 = off); -1 = the "
+        "checkpoint's recommended (off without one)",
+        lambda v: None if v == -1 or v >= 1 else "must be -1 (the checkpoint's) or >= 1",
+    ),
+    # --- frame checks (core/validity.py): an invalid frame gets no success, and a flag
+    *(
+        Param(f"validity.{f.name}", f.default, doc, check, read_only=True)
+        for f, doc, check in zip(
+            fields(ValidityConfig),
+            (
+                "check every frame before scoring (false: score everything)",
+                "near-uniform: luminance std (0-255) below this is a covered or blank camera",
+                "over/under-exposed: more than this share of pixels clipped to white or black",
+                "the aspect ratio may differ from the training frames' by this factor at most",
+                "the pixel count may differ from the training frames' by this factor at most",
+                "checkpoints without training sizes: width/height beyond this (either way) is refused",
+                "accept greyscale frames (mono8, or R = G = B) for a model trained on colour",
+                "frames with more pixels are refused before decoding",
+            ),
+            (
+                None,
+                non_negative,
+                in_range(0.01, 1.0),
+                at_least(1.0),
+                at_least(1.0),
+                at_least(1.0),
+                None,
+                at_least(1),
+            ),
+            strict=True,
+        )
     ),
     # --- debug
     Param("debug_image", True, "publish ~/debug_image (annotated frame) while someone subscribes"),
@@ -241,29 +307,8 @@ PARAMETERS = (
     Param("log_throttle", 5.0, "seconds between repeated warnings (bad frames, dropped frames)", positive),
 )
 
-_REWARD_KEYS = (
-    "reward_mode",
-    "success_reward",
-    "fail_reward",
-    "combine_mode",
-    "reward_weight",
-    "env_reward_weight",
-    "debounce_frames",
-)
 
-
-def _model_overrides(p: dict, cameras: list[str]) -> dict:
-    boxes = p["model.crop_boxes"]
-    if boxes and len(boxes) != 4 * len(cameras):
-        raise ParameterError(
-            f"model.crop_boxes has {len(boxes)} numbers; it needs 4 per camera ({4 * len(cameras)} for "
-            f"{len(cameras)} image topics), or none"
-        )
-    crops = {
-        cam: boxes[4 * i : 4 * i + 4]
-        for i, cam in enumerate(cameras)
-        if boxes and any(boxes[4 * i : 4 * i + 4])
-    }
+def _model_overrides(p: dict) -> dict:
     return {
         "arch": p["model.arch"] or None,
         "hidden_dim": p["model.hidden_dim"] or None,
@@ -271,8 +316,20 @@ def _model_overrides(p: dict, cameras: list[str]) -> dict:
         "normalize": {"": None, "true": True, "false": False}[p["model.normalize"]],
         "precision": p["model.precision"],
         "resize_mode": p["model.resize_mode"] or None,
-        "crop_boxes": crops if boxes else None,
     }
+
+
+def _crop_boxes(p: dict, topics: int) -> list[list[int] | None] | None:
+    """model.crop_boxes (4 numbers per image topic, 0,0,0,0 = none) per topic; None = the checkpoint's."""
+    boxes = p["model.crop_boxes"]
+    if not boxes:
+        return None
+    if len(boxes) != 4 * topics:
+        raise ParameterError(
+            f"model.crop_boxes has {len(boxes)} numbers; it needs 4 per camera ({4 * topics} for "
+            f"{topics} image topics), or none"
+        )
+    return [boxes[4 * i : 4 * i + 4] if any(boxes[4 * i : 4 * i + 4]) else None for i in range(topics)]
 
 
 class RewardNode(Node):
@@ -284,34 +341,46 @@ class RewardNode(Node):
         # default camera names: the topics as resolved (namespace and remaps applied)
         resolve = getattr(self, "resolve_topic_name", lambda t: t)
         self.resolved_topics = [resolve(t) for t in self.topics]
-        self.cameras = list(p["camera_names"]) or list(self.resolved_topics)
-        if len(self.cameras) != len(self.topics):
-            raise ParameterError(
-                f"camera_names has {len(self.cameras)} entries for {len(self.topics)} image_topics: give one "
-                "name per topic, or none"
+        ckpt = self._load_model(p)
+        self._state = threading.Lock()  # guards mapper, pipeline, reward config, last result
+        try:  # cameras and crop boxes, frame checks, decision settings, the reward mapping
+            validity = ValidityConfig(**{f.name: p[f"validity.{f.name}"] for f in fields(ValidityConfig)})
+            pipeline, settings, self.cameras = build_pipeline(
+                ckpt,
+                self.resolved_topics,
+                p["camera_names"],
+                _crop_boxes(p, len(self.topics)),
+                validity.validate(),
+                {k: p[k] for k in REWARD_KEYS},
+                p["reward_threshold"],
+                p["debounce_frames"],
+                p["camera_fusion"],
+                p["model.micro_batch_size"],
             )
-        self.scorer = FrameScorer(self._load_model(p), p["model.micro_batch_size"])
+        except ConfigError as exc:
+            raise ParameterError(f"{NODE_NAME}: {exc}") from exc
+        self.scorer = pipeline.scorer
         self.scorer.warm_up()
-        self._state = threading.Lock()  # guards mapper, reward config, last result
-        self.reward_cfg = self._reward_config(p)
-        self.mapper = RewardMapper(self.reward_cfg)
-        self.writer = (
-            DebugImageWriter(p["model.debug_save_dir"], p["model.debug_save_max_files"])
-            if p["model.debug_save_dir"]
-            else None
-        )
+        self._use(pipeline, settings.source)
+        self.writer = debug_writer(p["model.debug_save_dir"], p["model.debug_save_max_files"])
 
-        reliable = QoSProfile(
-            depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
-        )
+        reliable = qos_profiles.reliable()
         self.reward_pub = self.create_publisher(RewardStamped, "reward", reliable)
         # reliable, depth 1: what rviz2's Image display subscribes with by default
         self.debug_pub = self.create_publisher(
             Image,
             "~/debug_image",
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST),
+            qos_profiles.DEBUG_IMAGE,
         )
-        self.create_service(ComputeRewards, "~/compute_rewards", self._on_compute_rewards)
+        # own callback groups: while a batch request awaits its scoring thread, the default
+        # group stays free for the camera subscriptions, and the wake-up can always fire
+        self._service_group = MutuallyExclusiveCallbackGroup()
+        self.create_service(
+            ComputeRewards,
+            "~/compute_rewards",
+            self._on_compute_rewards,
+            callback_group=self._service_group,
+        )
         self.create_subscription(EpisodeEvent, p["episode_event_topic"], self._on_episode_event, reliable)
         self.env_reward: float | None = None
         if p["env_reward_topic"]:
@@ -324,35 +393,44 @@ class RewardNode(Node):
 
         self.sync = FrameSynchronizer(len(self.topics), int(p["sync_tolerance"] * 1e9))
         self._cv = threading.Condition()
-        self._pending: list[Image] | None = None
+        self._pending: tuple[int, list[_Frame]] | None = None
         self._stop = threading.Event()
-        self.sequence = 0
-        self.dropped_stale = 0
-        self.bad_frames = 0
+        # resumes awaiting service calls when their scoring thread is done
+        self._wake = self.create_guard_condition(lambda: None, callback_group=ReentrantCallbackGroup())
+        self.sequence = 0  # frame sets received
+        self.counts = {"received": 0, "scored": 0, "invalid": 0, "dropped_stale": 0, "service_images": 0}
+        self.received = [0] * len(self.topics)
+        self.rates = [RateWindow() for _ in self.topics]
+        self.latency = Percentiles()
+        self.inference = Percentiles()
+        self.last_invalid = ""
         self._reported = (0, 0)
-        self._last: tuple | None = None  # (header, scored, probability) of the latest frame set
+        self._last: tuple | None = None  # (header, score) of the latest frame set
         self._pending_qos: dict[int, str] = {}
-        steady = RosClock(clock_type=ClockType.STEADY_TIME)
+        steady = steady_clock()
         for index, topic in enumerate(self.topics):
             self._subscribe(index, topic)
         if self._pending_qos:
             # steady: under use_sim_time a ROS-time timer would wait for /clock
             self._qos_timer = self.create_timer(0.5, self._resolve_auto_qos, clock=steady)
         self.create_timer(10.0, self._report_drops, clock=steady)
+        self.diagnostics = Diagnostics(self, "reward", self._health)
         self._worker = threading.Thread(target=self._work, name="reward-inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"scoring {', '.join(self.resolved_topics)} with {self.scorer.model_id} "
             f"on {self.scorer.checkpoint.model.device} "
             f"({self.scorer.checkpoint.config.arch}, {self.scorer.checkpoint.config.precision}); "
-            f"reward_mode={self.reward_cfg.reward_mode} threshold={self.reward_cfg.reward_threshold:.3f}"
+            f"cameras {dict(zip(self.resolved_topics, self.cameras, strict=True))}; "
+            f"reward_mode={self.reward_cfg.reward_mode}; decision: {self.decision_source}; "
+            f"frame checks {'on' if self.scorer.validity.enabled else 'OFF'}"
         )
 
     # --- set-up -------------------------------------------------------------------------
     def _load_model(self, p: dict):
         try:
             torch.set_num_threads(p["model.threads"] or max(1, min(4, (os.cpu_count() or 2) // 2)))
-            overrides = _model_overrides(p, self.cameras)
+            overrides = _model_overrides(p)
             device = pick_device(p["model.device"])
             path = p["model.checkpoint_path"]
             if path:
@@ -366,29 +444,33 @@ class RewardNode(Node):
         except (CheckpointError, ConfigError, ValueError) as exc:
             raise ParameterError(str(exc)) from exc
 
-    def _reward_config(self, p: dict) -> RewardConfig:
-        threshold = p["reward_threshold"]
-        if threshold == -1.0:
-            threshold = self.scorer.checkpoint.threshold
-        return RewardConfig(reward_threshold=threshold, **{k: p[k] for k in _REWARD_KEYS}).validate()
+    def _use(self, pipeline: RewardPipeline, source: str) -> None:
+        self.pipeline, self.decision_source = pipeline, source
+        self.reward_cfg, self.fusion = pipeline.cfg, pipeline.fusion
+        self.mapper = pipeline.mapper()
 
     def _on_parameters(self, changes: dict) -> None:
+        """A runtime change of the reward settings: a new mapping (the debounce starts over)."""
         self.p.update(changes)
-        if set(changes) & {"reward_threshold", *_REWARD_KEYS}:
+        p = self.p
+        if set(changes) & {"reward_threshold", "debounce_frames", "camera_fusion", *REWARD_KEYS}:
+            settings = decision_settings(
+                self.scorer.checkpoint, p["reward_threshold"], p["debounce_frames"], p["camera_fusion"]
+            )
+            cfg = RewardConfig(
+                reward_threshold=settings.reward_threshold,
+                debounce_frames=settings.debounce_frames,
+                **{k: p[k] for k in REWARD_KEYS},
+            )
             with self._state:
-                self.reward_cfg = self._reward_config(self.p)
-                self.mapper = RewardMapper(self.reward_cfg)
+                self._use(RewardPipeline(self.scorer, cfg, settings.camera_fusion), settings.source)
 
     def _subscribe(self, index: int, topic: str, reliability: str | None = None) -> None:
         mode = reliability or self.p["image_qos"]
         if mode == "auto":
             self._pending_qos[index] = topic
             return
-        qos = QoSProfile(
-            depth=self.p["image_qos_depth"],
-            history=HistoryPolicy.KEEP_LAST,
-            reliability=ReliabilityPolicy.RELIABLE if mode == "reliable" else ReliabilityPolicy.BEST_EFFORT,
-        )
+        qos = qos_profiles.images(mode, self.p["image_qos_depth"])
         self.create_subscription(Image, topic, lambda msg, i=index: self._on_image(i, msg), qos)
 
     def _resolve_auto_qos(self) -> None:
@@ -398,8 +480,7 @@ class RewardNode(Node):
             infos = self.get_publishers_info_by_topic(name)
             if not infos:
                 continue
-            all_reliable = all(i.qos_profile.reliability == ReliabilityPolicy.RELIABLE for i in infos)
-            mode = "reliable" if all_reliable else "best_effort"
+            mode = qos_profiles.publishers_reliability(infos)
             self.get_logger().info(f"{name}: {len(infos)} publisher(s) found, subscribing {mode}")
             del self._pending_qos[index]
             self._subscribe(index, topic, mode)
@@ -407,25 +488,56 @@ class RewardNode(Node):
             self._qos_timer.cancel()
 
     # --- streaming ----------------------------------------------------------------------
+    def _frame(self, index: int, msg: Image) -> _Frame:
+        """Decode and check a frame in the subscription callback, before the hand-off: an
+        invalid frame never displaces a valid one waiting for inference."""
+        v = self.scorer.validity
+        reason = too_large(msg.height, msg.width, v)
+        if reason:
+            return _Frame(msg.header, None, False, reason)
+        try:
+            rgb = image_to_rgb(msg)
+        except ImageEncodingError as exc:
+            return _Frame(msg.header, None, False, f"bad frame: {exc}")
+        grey = msg.encoding in GREY_ENCODINGS
+        return _Frame(msg.header, rgb, grey, self.scorer.check(rgb, self.cameras[index], grey))
+
     def _on_image(self, index: int, msg: Image) -> None:
+        self.received[index] += 1
+        self.rates[index].tick()
+        frame = self._frame(index, msg)
         with self._cv:
-            frames = self.sync.add(index, stamp_to_nanoseconds(msg.header.stamp), msg)
+            frames = self.sync.add(index, stamp_to_nanoseconds(msg.header.stamp), frame)
             if frames is None:
                 return
-            if self._pending is not None:
-                self.dropped_stale += 1
-            self._pending = frames
-            self._cv.notify()
+            self.sequence += 1
+            self.counts["received"] += 1
+            sequence = self.sequence
+            if not any(f.reason for f in frames):
+                if self._pending is not None:
+                    self.counts["dropped_stale"] += 1
+                self._pending = (sequence, frames)
+                self._cv.notify()
+                return
+        self._publish(sequence, frames, invalid_score([f.reason for f in frames], self.cameras))
 
     def _work(self) -> None:
         while not self._stop.is_set():
             with self._cv:
                 self._cv.wait_for(lambda: self._pending is not None or self._stop.is_set(), timeout=0.5)
-                frames, self._pending = self._pending, None
-            if frames is None:
+                pending, self._pending = self._pending, None
+            if pending is None:
                 continue
             try:
-                self._process(frames)
+                sequence, frames = pending
+                fs = FrameSet(
+                    [f.rgb for f in frames], self.cameras, [f.grey for f in frames], [None] * len(frames)
+                )
+                try:
+                    score = self.pipeline.score([fs])[0]
+                except ConfigError as exc:  # e.g. a crop box outside the frame
+                    score = invalid_score([str(exc)] * len(frames), self.cameras)
+                self._publish(sequence, frames, score)
             except Exception as exc:  # keep scoring the next frames whatever happened to this one
                 if self._stop.is_set() or not self.context.ok():
                     return  # shutting down (Ctrl-C): the context went away under a frame in flight
@@ -434,55 +546,50 @@ class RewardNode(Node):
                     throttle_duration_sec=self.p["log_throttle"],
                 )
 
-    def _process(self, frames: list[Image]) -> None:
-        rgbs = []
-        for topic, msg in zip(self.resolved_topics, frames, strict=True):
-            try:
-                rgbs.append(image_to_rgb(msg))
-            except ImageEncodingError as exc:
-                self.bad_frames += 1
-                self.get_logger().warning(
-                    f"dropped a frame from {topic}: {exc} ({self.bad_frames} bad frames so far)",
-                    throttle_duration_sec=self.p["log_throttle"],
-                )
-                return
-        try:
-            scored = self.scorer.score(rgbs, self.cameras)
-        except ConfigError as exc:  # e.g. a crop box outside the frame
-            self.bad_frames += 1
-            self.get_logger().error(str(exc), throttle_duration_sec=self.p["log_throttle"])
-            return
-        probability = fuse(scored.probabilities, self.p["camera_fusion"])
+    def _publish(self, sequence: int, frames: list[_Frame], score) -> None:
+        header = frames[0].header
         with self._state:
-            success, reward = self.mapper.step(probability, self.env_reward)
-            cfg = self.reward_cfg
-            self.sequence += 1
-            self._last = (frames[0].header, scored, probability)
-            out = self._reward_msg(frames[0].header, scored, probability, success, reward, cfg)
-        self.reward_pub.publish(out)
-        if self.p["debug_image"] and self.debug_pub.get_subscription_count() > 0:
-            picture = annotate(
-                rgbs[0], probability, success, cfg.reward_threshold, self.p["debug_image_width"]
+            result = self.pipeline.decide(score, self.mapper, self.env_reward)
+            self._last = (header, score)
+            out = self._reward_msg(header, score, result.success, result.reward, self.reward_cfg, sequence)
+            self.counts["scored" if score.valid else "invalid"] += 1
+        if not score.valid:
+            self.last_invalid = score.invalid_reason
+            self.get_logger().warning(
+                f"invalid frame, no success: {score.invalid_reason} "
+                f"({self.counts['invalid']} invalid so far)",
+                throttle_duration_sec=self.p["log_throttle"],
             )
-            self.debug_pub.publish(array_to_image(picture, "rgb8", frames[0].header))
-        if self.writer is not None:
-            self.writer.write(scored.inputs[0], probability, success)
+        else:
+            self.inference.add(score.seconds)
+        self.latency.add(out.total_latency)
+        self.reward_pub.publish(out)
+        rgb = frames[0].rgb
+        if rgb is not None and self.p["debug_image"] and self.debug_pub.get_subscription_count() > 0:
+            picture = annotate(
+                rgb, score.probability, result.success, result.threshold, self.p["debug_image_width"]
+            )
+            self.debug_pub.publish(array_to_image(picture, "rgb8", header))
+        if self.writer is not None and score.inputs is not None:
+            self.writer.write(score.inputs, score.probability, result.success)
 
-    def _reward_msg(self, header, scored, probability, success, reward, cfg, terminal=False) -> RewardStamped:
+    def _reward_msg(self, header, score, success, reward, cfg, sequence, terminal=False) -> RewardStamped:
         age = self.get_clock().now() - Time.from_msg(header.stamp, clock_type=self.get_clock().clock_type)
         return RewardStamped(
             header=header,
-            probability=float(probability),
+            probability=float(score.probability),
             reward=float(reward),
             success=bool(success),
             threshold=float(cfg.reward_threshold),
             model_id=self.scorer.model_id,
             camera_names=self.cameras,
-            camera_probabilities=scored.probabilities,
-            inference_latency=float(scored.seconds),
+            camera_probabilities=[float(v) for v in score.camera_probabilities],
+            inference_latency=float(score.seconds),
             total_latency=age.nanoseconds / 1e9,
             terminal=terminal,
-            sequence=self.sequence,
+            sequence=sequence,
+            valid=bool(score.valid),
+            invalid_reason=score.invalid_reason,
         )
 
     def _on_env_reward(self, msg: Float32) -> None:
@@ -496,63 +603,123 @@ class RewardNode(Node):
             if event.event not in END_EVENTS:
                 return
             if self.reward_cfg.reward_mode == "terminal" and self._last is not None:
-                header, scored, probability = self._last
+                header, score = self._last
                 success, reward = self.mapper.terminal(self.env_reward)
-                out = self._reward_msg(header, scored, probability, success, reward, self.reward_cfg, True)
+                out = self._reward_msg(header, score, success, reward, self.reward_cfg, self.sequence, True)
                 self.reward_pub.publish(out)
             self.mapper.reset()
 
     def _report_drops(self) -> None:
-        now = (self.dropped_stale + self.sync.stats.replaced, self.bad_frames)
+        now = (self.counts["dropped_stale"] + self.sync.stats.replaced, self.counts["invalid"])
         if now != self._reported:
             self.get_logger().warning(
                 f"{now[0] - self._reported[0]} stale frames dropped (inference slower than the cameras, or "
-                f"cameras out of sync by more than sync_tolerance) and {now[1] - self._reported[1]} bad "
-                f"frames in the last 10 s; {self.sequence} scored in total"
+                f"cameras out of sync by more than sync_tolerance) and {now[1] - self._reported[1]} invalid "
+                f"frames in the last 10 s; {self.counts['scored']} scored of {self.counts['received']} "
+                "received in total"
             )
             self._reported = now
 
+    def _health(self):
+        """/diagnostics: input rates, counters, latency percentiles, the model."""
+        c = dict(self.counts)
+        rates = [r.rate() for r in self.rates]
+        lat = self.latency.summary()
+        values = {
+            "model_id": self.scorer.model_id,
+            "device": str(self.scorer.checkpoint.model.device),
+            **{f"rate_hz {t}": r for t, r in zip(self.resolved_topics, rates, strict=True)},
+            **{f"frames_received {t}": n for t, n in zip(self.resolved_topics, self.received, strict=True)},
+            "sets_received": c["received"],
+            "sets_scored": c["scored"],
+            "sets_invalid": c["invalid"],
+            "sets_dropped_stale": c["dropped_stale"],
+            "frames_unmatched": self.sync.stats.replaced,
+            "service_images": c["service_images"],
+            **{f"latency_ms_{k}": v * 1000 for k, v in lat.items()},
+            **{f"inference_ms_{k}": v * 1000 for k, v in self.inference.summary().items()},
+            "threshold": self.reward_cfg.reward_threshold,
+            "debounce_frames": self.reward_cfg.debounce_frames,
+            "last_invalid_reason": self.last_invalid,
+        }
+        if c["received"] == 0:
+            return WARN, "no frames received yet", values
+        if min(rates) == 0:
+            return WARN, "a camera stopped sending frames", values
+        recent_invalid = self.counts["invalid"] - getattr(self, "_health_invalid", 0)
+        self._health_invalid = self.counts["invalid"]
+        if recent_invalid:
+            return WARN, f"{recent_invalid} invalid frames in the last second: {self.last_invalid}", values
+        if lat.get("p99", 0.0) > 0.5:
+            return WARN, f"p99 latency {lat['p99'] * 1000:.0f} ms: inference slower than the cameras", values
+        return OK, f"scoring {sum(rates):.1f} frames/s", values
+
     # --- batch service ------------------------------------------------------------------
-    def _on_compute_rewards(self, request, response):
+    async def _on_compute_rewards(self, request, response):
+        """Scored in a helper thread in micro-batches that yield to the stream's frames, while
+        the executor keeps serving the camera subscriptions (a large request cannot starve the
+        stream)."""
+        done = Future()
+
+        def work() -> None:
+            try:
+                done.set_result(self._compute_rewards(request, response))
+            except Exception as exc:
+                done.set_exception(exc)
+            self._wake.trigger()
+
+        threading.Thread(target=work, name="compute-rewards", daemon=True).start()
+        return await done
+
+    def _compute_rewards(self, request, response):
         n = len(request.images)
         names = list(request.camera_names)
+        response.model_id = self.scorer.model_id
+        errors = [""] * n
         if names and len(names) != n:
-            error = f"camera_names has {len(names)} entries for {n} images: give one per image, or none"
-            response.probabilities = [float("nan")] * n
-            response.rewards = [0.0] * n
-            response.successes = [False] * n
-            response.valid = [False] * n
-            response.errors = [error] * n
-            response.model_id = self.scorer.model_id
-            return response
-        rgbs, errors = [], [""] * n
+            errors = [
+                f"camera_names has {len(names)} entries for {n} images: give one per image, or none"
+            ] * n
+        frames: list[tuple[int, np.ndarray, bool, str | None]] = []
         for i, msg in enumerate(request.images):
+            if errors[i]:
+                continue
+            cam = names[i] if names else self.cameras[0]
+            reason = too_large(msg.height, msg.width, self.scorer.validity)
+            if reason:
+                errors[i] = f"image {i}: {reason}"
+                continue
             try:
-                rgbs.append((i, image_to_rgb(msg)))
+                rgb = image_to_rgb(msg)
             except ImageEncodingError as exc:
                 errors[i] = f"image {i}: {exc}"
-        probs = [float("nan")] * n
+                continue
+            grey = msg.encoding in GREY_ENCODINGS
+            frames.append((i, rgb, grey, cam))
+        probs = [0.0] * n
         start = time.perf_counter()
-        if rgbs:
-            cams = [names[i] if names else None for i, _ in rgbs]
+        if frames:
             try:
-                scored = self.scorer.score([rgb for _, rgb in rgbs], cams)
-                for (i, _), prob in zip(rgbs, scored.probabilities, strict=True):
+                scored = self.scorer.score(
+                    [f[1] for f in frames], [f[3] for f in frames], [f[2] for f in frames], background=True
+                )
+                for (i, *_), prob, why in zip(frames, scored.probabilities, scored.reasons, strict=True):
                     probs[i] = prob
+                    errors[i] = f"image {i}: {why}" if why else ""
             except ConfigError as exc:
-                for i, _ in rgbs:
+                for i, *_ in frames:
                     errors[i] = str(exc)
+        self.counts["service_images"] += n
         with self._state:
             cfg = self.reward_cfg
         valid = [not e for e in errors]
         successes = [bool(v and decide(p, cfg.reward_threshold)) for p, v in zip(probs, valid, strict=True)]
-        response.probabilities = probs
-        response.rewards = [model_reward(s, cfg) if v else 0.0 for s, v in zip(successes, valid, strict=True)]
+        response.probabilities = [p if v else 0.0 for p, v in zip(probs, valid, strict=True)]
+        response.rewards = [model_reward(s, cfg) for s in successes]
         response.successes = successes
         response.valid = valid
         response.errors = errors
         response.threshold = float(cfg.reward_threshold)
-        response.model_id = self.scorer.model_id
         response.inference_latency = time.perf_counter() - start
         return response
 

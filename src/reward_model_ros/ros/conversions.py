@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose as PoseMsg
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from reward_model_ros.core.arm_safety import Pose
 from reward_model_ros.core.calibration import CameraCalibration
 from reward_model_ros.core.images import ENCODINGS, ImageEncodingError, decode
+from reward_model_ros.core.stamps import NS_PER_S
+from reward_model_ros.core.stamps import stamp_ns as stamp_to_nanoseconds  # noqa: F401  (re-exported)
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
@@ -54,13 +58,9 @@ def stamp_to_seconds(stamp: Time) -> float:
 def seconds_to_stamp(seconds: float) -> Time:
     sec = int(seconds // 1)
     nanosec = round((seconds - sec) * 1e9)
-    if nanosec >= 1_000_000_000:
-        sec, nanosec = sec + 1, nanosec - 1_000_000_000
+    if nanosec >= NS_PER_S:
+        sec, nanosec = sec + 1, nanosec - NS_PER_S
     return Time(sec=sec, nanosec=nanosec)
-
-
-def stamp_to_nanoseconds(stamp: Time) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def calibration_to_camera_info(cal: CameraCalibration, header: Header | None = None) -> CameraInfo:
@@ -89,3 +89,17 @@ def camera_info_to_calibration(info: CameraInfo, camera_name: str = "") -> Camer
         r=[float(v) for v in info.r],
         p=[float(v) for v in info.p],
     )
+
+
+def pose_from_ros(msg: PoseMsg) -> Pose:
+    """geometry_msgs/Pose -> the arm safety core's Pose (values as they are: NaN stays NaN)."""
+    p, q = msg.position, msg.orientation
+    return Pose((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+
+
+def pose_to_ros(pose: Pose) -> PoseMsg:
+    msg = PoseMsg()
+    msg.position.x, msg.position.y, msg.position.z = (float(v) for v in pose.position)
+    q = msg.orientation
+    q.x, q.y, q.z, q.w = (float(v) for v in pose.orientation)
+    return msg

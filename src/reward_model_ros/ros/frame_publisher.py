@@ -19,22 +19,25 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from reward_model_ros.core.images import channels_of
+from reward_model_ros.ros import qos as qos_profiles
 
 
 def frames(width: int, height: int, channels: int, n: int = 16) -> list[bytes]:
-    """n distinct frames: a grey gradient with a bright bar at a different place in each."""
-    base = np.tile(np.linspace(0, 200, width, dtype=np.uint8), (height, 1))
+    """n distinct colour frames: a gradient that differs per channel, with a bright bar at a
+    different place in each (colour, like a camera's: greyscale frames are refused by
+    reward_node's frame checks)."""
+    ramp = np.linspace(0, 200, width, dtype=np.uint8)
+    base = np.stack([np.tile(np.roll(ramp, c * width // 3), (height, 1)) for c in range(max(channels, 1))], 2)
     out = []
     for i in range(n):
         img = base.copy()
         x = (i * width) // n
         img[:, x : x + max(1, width // n)] = 255
-        out.append(np.repeat(img[:, :, None], channels, axis=2).tobytes())
+        out.append(np.ascontiguousarray(img[:, :, :channels]).tobytes())
     return out
 
 
@@ -70,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rclpy.init()
     node = rclpy.create_node("frame_publisher")
-    qos = QoSProfile(
-        depth=args.depth,
-        history=HistoryPolicy.KEEP_LAST,
-        reliability=ReliabilityPolicy.BEST_EFFORT if args.best_effort else ReliabilityPolicy.RELIABLE,
-    )
+    qos = qos_profiles.images("best_effort" if args.best_effort else "reliable", args.depth)
     pubs = [node.create_publisher(Image, t, qos) for t in args.topics]
     deadline = time.monotonic() + args.wait_timeout
     while any(p.get_subscription_count() < args.wait_subscribers for p in pubs):

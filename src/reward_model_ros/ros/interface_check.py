@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
 
+from reward_model_ros.ros import qos as qos_profiles
 from reward_model_ros.ros.interface_samples import (
     MESSAGE_TYPES,
     SERVICE_TYPES,
@@ -68,7 +68,7 @@ def _diff_fields(sent, got) -> str:
 
 
 def _check_message(node: Node, suffix: str, sample, ping: str, pong: str, timeout: float) -> CheckResult:
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    qos = qos_profiles.reliable(10)
     msg_type = MESSAGE_TYPES[suffix]
     name = f"reward_msgs/msg/{msg_type.__name__}"
     received: list = []

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Vector3
-from reward_msgs.msg import EpisodeEvent, PolicyAction, RewardStamped, SuccessLabel
+from reward_msgs.msg import EpisodeEvent, ObservationVector, PolicyAction, RewardStamped, SuccessLabel
 from reward_msgs.srv import ComputeRewards, ResetEpisode
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
@@ -23,6 +23,7 @@ MESSAGE_TYPES = {
     "episode_event": EpisodeEvent,
     "success_label": SuccessLabel,
     "policy_action": PolicyAction,
+    "observation_vector": ObservationVector,
 }
 SERVICE_TYPES = {"compute_rewards": ComputeRewards, "reset_episode": ResetEpisode}
 
@@ -47,6 +48,8 @@ def sample_messages() -> dict[str, object]:
             total_latency=0.021,
             terminal=True,
             sequence=42,
+            valid=False,
+            invalid_reason="front: near-uniform frame",
         ),
         "episode_event": EpisodeEvent(
             header=_header("", nanosec=5),
@@ -73,6 +76,11 @@ def sample_messages() -> dict[str, object]:
             gripper=-1.0,
             episode_index=2,
             step=17,
+        ),
+        "observation_vector": ObservationVector(
+            header=_header("world", nanosec=8),
+            names=["tcp.x", "tcp.y"],
+            data=[0.25, -0.125],
         ),
     }
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from reward_msgs.msg import RewardStamped
 
 from reward_model_ros.dds import DomainLease, local_dds_env
+from reward_model_ros.ros import qos as qos_profiles
 from reward_model_ros.ros.conversions import stamp_to_nanoseconds
 
 
@@ -83,7 +83,7 @@ class RewardListener(LocalSession):
 
     def __enter__(self) -> RewardListener:
         super().__enter__()
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        qos = qos_profiles.reliable(100)
         self.node.create_subscription(RewardStamped, self.topic, self._on_reward, qos)
         return self
 

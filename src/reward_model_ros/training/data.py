@@ -35,6 +35,21 @@ def examples_from(rows: list[dict], root: Path) -> list[Example]:
     ]
 
 
+def dataset_cameras(rows: list[dict], where: Path | str = "the dataset") -> list[str]:
+    """The dataset's camera names, in its order (the reference camera first); every sample
+    must have the same cameras."""
+    if not rows:
+        return []
+    cameras = list(rows[0]["images"])
+    for r in rows:
+        if list(r["images"]) != cameras:
+            raise ValueError(
+                f"{where}: sample {r['episode']}#{r['frame']} has cameras {list(r['images'])}, the first "
+                f"sample {cameras}: rebuild the dataset with `reward-model process`"
+            )
+    return cameras
+
+
 def sample_rows(rows: list[dict], per_episode: int, ratio: float, seed: int) -> list[dict]:
     """data.num_samples_per_episode and data.fail_success_ratio applied to the training rows."""
     rng = random.Random(seed)
@@ -55,11 +70,44 @@ def sample_rows(rows: list[dict], per_episode: int, ratio: float, seed: int) -> 
     return sorted(rows, key=lambda r: (r["episode"], r["frame"]))
 
 
-def load_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
+def load_frame(path: Path) -> tuple[np.ndarray, bool]:
+    """(RGB uint8 frame, whether the file is greyscale). 16-bit files are refused rather than
+    silently cut to 8 bits (a depth image is no camera frame the model knows).
+
+    :raises FileNotFoundError: missing or undecodable file. :raises ValueError: 16-bit or
+        float images.
+    """
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
         raise FileNotFoundError(f"cannot read image {path} (missing or corrupt): rebuild the dataset")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    if img.dtype != np.uint8:
+        raise ValueError(
+            f"{path} is a {img.dtype} image ({'depth?' if img.ndim == 2 else 'high bit depth'}): the model "
+            "takes 8-bit colour frames; convert it to 8 bits per channel first"
+        )
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB), True
+    code = cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB
+    return cv2.cvtColor(img, code), False
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    return load_frame(path)[0]
+
+
+def frame_info(rows: list[dict], root: Path, samples: int = 20) -> dict:
+    """Frame sizes per camera and whether the frames are colour, from the first samples:
+    stored in the checkpoint so that frames unlike the training data can be refused."""
+    sizes: dict[str, list[int]] = {}
+    colour = False
+    for r in rows[:samples]:
+        for cam, rel in r["images"].items():
+            rgb, grey = load_frame(root / rel)
+            sizes.setdefault(cam, [int(rgb.shape[0]), int(rgb.shape[1])])
+            colour |= not grey and not (
+                np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
+            )
+    return {"frame_sizes": sizes, "colour": colour}
 
 
 class Augment:

@@ -4,51 +4,67 @@ evaluate: a checkpoint on a dataset split -> frame metrics (accuracy, precision,
 false-positive rate, AUROC, ECE), per-episode results with reward_node's debounce (failure
 episodes judged successful; delay from the first true success frame to the first detected
 one), a sweep over thresholds and debounce lengths with the recommended pair (set them as
-reward_node's reward_threshold and debounce_frames); written as metrics.json
-and PNG plots (loss curves from the TensorBoard logs, ROC and PR curves, reliability
-diagram, confusion matrix, the worst false positives and false negatives).
+reward_node's reward_threshold and debounce_frames, and stored in the checkpoint);
+written as metrics.json, predictions.jsonl (the probability of every frame) and PNG plots
+(loss curves from the TensorBoard logs, ROC and PR curves, reliability diagram, confusion
+matrix, the worst false positives and false negatives).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reward_model_ros.core.checkpoint import load_checkpoint
-from reward_model_ros.core.inference import BatchScorer
-from reward_model_ros.core.preprocess import Preprocessor
-from reward_model_ros.core.reward import fuse
+from reward_model_ros.core.checkpoint import (
+    DecisionSettings,
+    decision_settings,
+    load_checkpoint,
+    store_recommendation,
+)
+from reward_model_ros.core.debug import debug_writer
+from reward_model_ros.core.reward import Debouncer, decide, fuse
+from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.data import load_rgb
+from reward_model_ros.training.data import load_frame, load_rgb
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 DEBOUNCES = list(range(1, 9))  # swept when --debounce is not given (frames; 8 = 0.4 s at 20 Hz)
 
 
-def score_rows(ckpt, rows: list[dict], root: Path, batch: int = 64) -> np.ndarray:
-    """Fused (mean over cameras, as reward_node's default) success probability per sample."""
-    pre = Preprocessor(ckpt.config)
-    scorer = BatchScorer(ckpt.model, micro_batch_size=batch)
+def score_rows(
+    ckpt, rows: list[dict], root: Path, fusion: str = "mean", batch: int = 64
+) -> tuple[np.ndarray, list[str]]:
+    """Fused success probability per sample, and why a sample is invalid ('' when valid):
+    the same FrameScorer (validity checks, crop boxes by camera name, resize, model) and
+    fusion as reward_node, which gives an invalid set probability 0 and no success."""
+    scorer = FrameScorer(ckpt, micro_batch_size=batch)
     out = np.empty(len(rows), np.float32)
+    invalid = [""] * len(rows)
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
-        inputs, owners = [], []
+        frames, cameras, grey, owners = [], [], [], []
         for j, r in enumerate(chunk):
             for cam, rel in r["images"].items():
-                inputs.append(pre(load_rgb(root / rel), cam))
+                rgb, is_grey = load_frame(root / rel)
+                frames.append(rgb)
+                grey.append(is_grey)
+                cameras.append(cam)
                 owners.append(j)
-        probs = scorer(np.stack(inputs))
+        scored = scorer.score(frames, cameras, grey)
         per: dict[int, list[float]] = defaultdict(list)
-        for j, p in zip(owners, probs, strict=True):
-            per[j].append(float(p))
+        for j, prob, why in zip(owners, scored.probabilities, scored.reasons, strict=True):
+            per[j].append(prob)
+            if why and not invalid[start + j]:
+                invalid[start + j] = why
         for j in range(len(chunk)):
-            out[start + j] = fuse(per[j], "mean")
-    return out
+            out[start + j] = 0.0 if invalid[start + j] else fuse(per[j], fusion)
+    return out, invalid
 
 
 def evaluate(
@@ -58,7 +74,12 @@ def evaluate(
     out: Path | None = None,
     debounce: int | None = None,
     logs: Path | None = None,
+    fusion: str = "mean",
+    store: bool = True,
 ) -> dict[str, Any]:
+    """Metrics and plots of `checkpoint` on a dataset split; with `store`, the recommended
+    threshold, debounce and fusion are written into the checkpoint (config.json
+    `recommended`), unless the frames are the checkpoint's own training data."""
     ckpt = load_checkpoint(checkpoint)
     rows = read_manifest(data)
     if split != "all":
@@ -66,7 +87,7 @@ def evaluate(
     if not rows:
         raise ValueError(f"{data}: no samples in split {split!r}")
     rows.sort(key=lambda r: (r["episode"], r["frame"]))
-    probs = score_rows(ckpt, rows, Path(data))
+    probs, invalid = score_rows(ckpt, rows, Path(data), fusion)
     labels = np.array([r["label"] for r in rows], int)
     episodes: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
     idx_by_ep: dict[str, list[int]] = defaultdict(list)
@@ -122,9 +143,48 @@ def evaluate(
         "sweep": sweep,
         "out": str(out),
     }
+    report["camera_fusion"] = fusion
+    report["invalid_frames"] = sum(bool(w) for w in invalid)
+    report["invalid_reasons"] = sorted({w.split(":")[0].split(" (")[0] for w in invalid if w})
+    with (out / "predictions.jsonl").open("w") as f:  # per frame: what reward_node would publish
+        for r, prob, why in zip(rows, probs, invalid, strict=True):
+            keys = ("episode", "frame", "stamp_ns", "label", "episode_label", "mode", "seed", "images")
+            row = {**{k: r[k] for k in keys if k in r}, "probability": float(prob), "valid": not why}
+            f.write(json.dumps({**row, "invalid_reason": why} if why else row) + "\n")
+    report["stored"] = _store(ckpt, Path(checkpoint), Path(data), split, report) if store else "not asked"
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     plots(out, labels, probs, rows, Path(data), report, logs or _log_dir(ckpt))
     return report
+
+
+def _store(ckpt, checkpoint: Path, data: Path, split: str, report: dict) -> str:
+    """Write the recommendation into the checkpoint; returns what was done, for the report."""
+    trained_on = ckpt.training.get("data") or []
+    trained_on = [trained_on] if isinstance(trained_on, str) else trained_on
+    if data.resolve() in {Path(d).resolve() for d in trained_on} and split in ("train", "all"):
+        return (
+            f"not stored: split {split!r} of {data} holds the checkpoint's training frames; evaluate on "
+            "split val or on held-out episodes"
+        )
+    e = report["episodes"]
+    store_recommendation(
+        checkpoint,
+        report["recommended_threshold"],
+        report["debounce"],
+        report["camera_fusion"],
+        f"reward-model evaluate on {data} (split {split}, {e['count']} episodes) at "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S')}",
+        {
+            "false_positive_episodes": e["false_positive_episodes"],
+            "failure_episodes": e["failure_episodes"],
+            "detected_success_episodes": e["detected_success_episodes"],
+            "success_episodes": e["success_episodes"],
+            "mean_delay_frames": e["mean_delay_frames"],
+            "accuracy": report["frames_at_recommended"]["accuracy"],
+            "auroc": report["frames"]["auroc"],
+        },
+    )
+    return f"stored in {checkpoint / 'config.json'}"
 
 
 def _log_dir(ckpt) -> Path | None:
@@ -239,21 +299,60 @@ def image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def predict_files(checkpoint: Path, paths: list[Path], threshold: float | None = None) -> list[dict]:
+def predict_files(
+    checkpoint: Path,
+    paths: list[Path],
+    threshold: float | None = None,
+    camera: str | None = None,
+    sequence: bool = False,
+    debounce: int | None = None,
+    debug_dir: str = "",
+) -> tuple[list[dict], DecisionSettings]:
+    """Score image files as reward_node scores frames of `camera` (default: the checkpoint's
+    first camera). Threshold and debounce come from `decision_settings` (explicit, else the
+    checkpoint's recommendation); with `sequence`, the files in name order are one episode and
+    `success` is the debounced decision, else each file is decided alone. Model inputs go to
+    `debug_dir` (default $DEBUG_IMAGE_SAVE_DIR) as reward_node writes them."""
     ckpt = load_checkpoint(checkpoint)
-    threshold = ckpt.threshold if threshold is None else threshold
-    pre = Preprocessor(ckpt.config)
-    scorer = BatchScorer(ckpt.model, micro_batch_size=32)
-    rows, inputs, owners = [], [], []
-    for f in image_files(paths):
+    settings = decision_settings(
+        ckpt, -1.0 if threshold is None else threshold, -1 if debounce is None else debounce
+    )
+    cameras = list(ckpt.config.camera_names)
+    if camera is not None and cameras and camera not in cameras:
+        raise ValueError(f"--camera {camera!r}: the checkpoint's cameras are {cameras}")
+    camera = camera or (cameras[0] if cameras else None)
+    scorer = FrameScorer(ckpt, micro_batch_size=32)
+    files = image_files(paths)
+    if not files:
+        raise FileNotFoundError(
+            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) at or under {', '.join(map(str, paths))}"
+        )
+    rows, frames = [], []
+    for f in files:
         try:
-            inputs.append(pre(load_rgb(f)))
-            owners.append(len(rows))
+            rgb, grey = load_frame(f)
+            frames.append((len(rows), rgb, grey))
             rows.append({"path": str(f)})
         except (FileNotFoundError, ValueError) as exc:
             rows.append({"path": str(f), "error": str(exc)})
-    if inputs:
-        probs = scorer(np.stack(inputs))
-        for i, p in zip(owners, probs, strict=True):
-            rows[i].update(probability=float(p), success=bool(p >= threshold), threshold=threshold)
-    return rows
+    for start in range(0, len(frames), 32):
+        chunk = frames[start : start + 32]
+        scored = scorer.score([c[1] for c in chunk], [camera] * len(chunk), [c[2] for c in chunk])
+        inputs = iter(scored.inputs)
+        for (i, _, _), prob, why in zip(chunk, scored.probabilities, scored.reasons, strict=True):
+            rows[i].update(probability=prob, threshold=settings.reward_threshold, valid=not why)
+            if why:
+                rows[i]["invalid_reason"] = why
+            else:
+                rows[i]["_input"] = next(inputs)
+    debouncer = Debouncer(settings.debounce_frames if sequence else 1)
+    writer = debug_writer(debug_dir, max_files=len(rows))
+    for r in rows:
+        if "probability" in r:
+            r["success"] = debouncer.update(
+                r["valid"] and decide(r["probability"], settings.reward_threshold)
+            )
+            chw = r.pop("_input", None)
+            if writer is not None and chw is not None:
+                writer.write(chw, r["probability"], r["success"])
+    return rows, settings

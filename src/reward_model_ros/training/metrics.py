@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reward_model_ros.core.reward import first_success
+
 
 def confusion(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict[str, int]:
     pred = probs >= threshold
@@ -144,12 +146,7 @@ def episode_outcomes(
     consecutive frames reach the threshold."""
     out = []
     for key, (label, frame_labels, probs) in episodes.items():
-        streak, detected = 0, None
-        for i, p in enumerate(probs):
-            streak = streak + 1 if p >= threshold else 0
-            if streak >= debounce:
-                detected = i
-                break
+        detected = first_success(probs, threshold, debounce)
         true = np.flatnonzero(np.asarray(frame_labels) == 1)
         out.append(
             EpisodeOutcome(
@@ -167,9 +164,10 @@ def threshold_sweep(
     thresholds: np.ndarray | None = None,
 ) -> tuple[list[dict], tuple[float, int]]:
     """Frame and episode figures per (threshold, debounce), and the recommended pair: among
-    the pairs that judge no failure episode successful, the one that detects the most
-    successful episodes, then with the best frame accuracy, then the shortest debounce
-    (less delay), then the lower threshold; without such a pair, the best frame accuracy."""
+    the pairs that judge no failure episode successful, those that detect the most
+    successful episodes with the shortest debounce (less delay); of their thresholds the
+    middle one (the widest margin on both sides); without such a pair, the best frame
+    accuracy."""
     thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2) if thresholds is None else thresholds
     debounces = [debounce] if isinstance(debounce, int) else list(debounce)
     rows = []
@@ -190,10 +188,17 @@ def threshold_sweep(
             )
     safe = [r for r in rows if r["false_positive_episodes"] == 0]
     if safe:
-        best = max(
-            safe,
-            key=lambda r: (r["detected_success_episodes"], r["accuracy"], -r["debounce"], -r["threshold"]),
+        # the most successes detected, with the shortest debounce that does it; then, of the
+        # thresholds that keep both, the middle one: the widest margin to the thresholds where
+        # a failure episode would be judged successful or a success missed (a policy explores
+        # frames the held-out set never showed; the best accuracy often sits at an edge)
+        most = max(r["detected_success_episodes"] for r in safe)
+        shortest = min(r["debounce"] for r in safe if r["detected_success_episodes"] == most)
+        keep = sorted(
+            (r for r in safe if r["detected_success_episodes"] == most and r["debounce"] == shortest),
+            key=lambda r: r["threshold"],
         )
+        best = keep[(len(keep) - 1) // 2]
     else:
         best = max(rows, key=lambda r: (r["accuracy"], -r["debounce"], -r["threshold"]))
     return rows, (best["threshold"], best["debounce"])

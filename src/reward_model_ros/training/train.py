@@ -30,12 +30,19 @@ import torch
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from reward_model_ros.core.checkpoint import load_checkpoint, save_checkpoint
-from reward_model_ros.core.config import ModelConfig
+from reward_model_ros.core.config import ConfigError, ModelConfig
 from reward_model_ros.core.model import ResNetRewardModel
 from reward_model_ros.core.overrides import to_plain
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.data import Augment, FrameDataset, examples_from, sample_rows
+from reward_model_ros.training.data import (
+    Augment,
+    FrameDataset,
+    dataset_cameras,
+    examples_from,
+    frame_info,
+    sample_rows,
+)
 
 BEST_METRICS = {  # name -> True when higher is better
     "val/loss": False,
@@ -152,9 +159,12 @@ def _model_config(cfg) -> ModelConfig:
 
 
 class Trainer:
-    def __init__(self, cfg, data_dir: Path, log: Callable[[str], None] = print) -> None:
+    def __init__(self, cfg, data_dir: Path | list[Path], log: Callable[[str], None] = print) -> None:
         self.cfg = cfg
-        self.data_dir = Path(data_dir)
+        # several datasets: e.g. the recorded one plus frames an RL run's monitor kept (its
+        # disagreements/), which train the classifier on the policy's own mistakes
+        self.data_dirs = [Path(d) for d in (data_dir if isinstance(data_dir, list | tuple) else [data_dir])]
+        self.data_dir = self.data_dirs[0]
         self.log = log
         self.rank = int(os.environ.get("RANK", "0"))
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -212,7 +222,16 @@ class Trainer:
         return torch.bfloat16 if cpu_has_bf16() else None
 
     def _datasets(self) -> tuple[FrameDataset, FrameDataset]:
-        rows = read_manifest(self.data_dir)
+        try:
+            rows = self._rows()
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
+        missing = [rel for r in rows for rel in r["images"].values() if not (self.data_dir / rel).is_file()]
+        if missing:
+            raise TrainError(
+                f"{self.data_dir}: {len(missing)} image file(s) named in manifest.jsonl are missing, e.g. "
+                f"{missing[:3]}: rebuild the dataset (`reward-model process`) or restore the files"
+            )
         train = [r for r in rows if r["split"] == "train"]
         val = [r for r in rows if r["split"] == "val"]
         if not train:
@@ -222,6 +241,12 @@ class Trainer:
                 f"{self.data_dir}: no validation samples; rebuild with data.val_fraction > 0 and at least "
                 "two episodes per label"
             )
+        try:
+            cameras = dataset_cameras(rows, self.data_dir)
+        except ValueError as exc:
+            raise TrainError(str(exc)) from exc
+        self.model_cfg = self._with_cameras(cameras)
+        self.frames_seen = frame_info(rows, self.data_dir)
         d = self.cfg.data
         train = sample_rows(train, d.num_samples_per_episode, d.fail_success_ratio, self.cfg.seed)
         if len({r["label"] for r in train}) < 2:
@@ -232,6 +257,32 @@ class Trainer:
         )
         va = FrameDataset(examples_from(val, self.data_dir), self.model_cfg, None, d.cache)
         return tr, va
+
+    def _rows(self) -> list[dict]:
+        """The samples of every dataset, image paths made absolute; episodes of the second and
+        later datasets prefixed with their folder name (keys stay unique)."""
+        rows = []
+        for k, d in enumerate(self.data_dirs):
+            for r in read_manifest(d):
+                r["images"] = {cam: str((d / rel).resolve()) for cam, rel in r["images"].items()}
+                if k:
+                    r["episode"] = f"{d.name}:{r['episode']}"
+                rows.append(r)
+        return rows
+
+    def _with_cameras(self, cameras: list[str]) -> ModelConfig:
+        """The model config with the dataset's camera names (the contract the checkpoint carries
+        to reward_node); crop boxes must name those cameras."""
+        given = list(self.model_cfg.camera_names)
+        if given and given != cameras:
+            raise TrainError(
+                f"model.camera_names={given} but the dataset {self.data_dir} has cameras {cameras}: "
+                "remove model.camera_names (the dataset's are used)"
+            )
+        try:
+            return ModelConfig.from_dict({**self.model_cfg.to_dict(), "camera_names": cameras})
+        except ConfigError as exc:
+            raise TrainError(f"{exc} (the dataset {self.data_dir} has cameras {cameras})") from exc
 
     def _loader(self, ds: FrameDataset, epoch: int, per_rank: int) -> DataLoader:
         """`per_rank` samples for this process (drawn with replacement when that is more
@@ -465,11 +516,15 @@ class Trainer:
 
     def _save(self, model, directory: Path, m: dict, state: dict, opt=None) -> None:
         training = {
-            "data": str(self.data_dir.resolve()),
+            "data": str(self.data_dir.resolve())
+            if len(self.data_dirs) == 1
+            else [str(d.resolve()) for d in self.data_dirs],
             "step": state["step"],
             "epoch": state["epoch"],
             "validation": {k: v for k, v in m.items() if isinstance(v, (int, float)) and v == v},
             "seed": self.cfg.seed,
+            # what reward_node's validity checks compare incoming frames with
+            **getattr(self, "frames_seen", {}),
         }
         save_checkpoint(directory, model, float(m.get("threshold", 0.5)), training)
         if opt is not None:
@@ -540,5 +595,5 @@ def load_training_state(directory: Path, opt: torch.optim.Optimizer) -> dict:
     return meta["state"]
 
 
-def train(cfg, data_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+def train(cfg, data_dir: Path | list[Path], log: Callable[[str], None] = print) -> dict[str, Any]:
     return Trainer(cfg, data_dir, log).fit()
