@@ -1,14 +1,15 @@
 """End-to-end latency of reward_node: prints one JSON object per scenario.
 
     python bench/reward_node_latency.py [--duration 60] [--cameras 1 2] [--width 640 --height 480]
-        [--rate 30] [-p model.arch:=resnet18 -p model.precision:=bf16 ...]
+        [--rate 30] [--compressed jpeg|png] [-p model.arch:=resnet18 -p model.precision:=bf16 ...]
 
 For each camera count: a leased, loopback-only ROS domain; reward_node in its own process;
 an independent process (reward_model_ros.ros.frame_publisher) publishing rgb8 frames at
---rate for --duration seconds; this process subscribes to `reward` and measures, per
-message, the time from the image stamp to its receipt here. Reports p50/p90/p99/max
-latency, frames sent / scored / dropped, the node's inference time, and the node's
-resident memory every 5 s while publishing (from /proc).
+--rate for --duration seconds (with --compressed: JPEG or PNG CompressedImages on
+`<topic>/compressed`, and reward_node's image_transport:=compressed); this process
+subscribes to `reward` and measures, per message, the time from the image stamp to its
+receipt here. Reports p50/p90/p99/max latency, frames sent / scored / dropped, the node's
+inference time, and the node's resident memory every 5 s while publishing (from /proc).
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def parse_params(items: list[str]) -> dict[str, object]:
 def run(cameras: int, args, node_params: dict[str, object]) -> dict:
     topics = [f"cam{i}/image_raw" for i in range(cameras)]
     params = {"image_topics": topics, "image_qos": "reliable", **node_params}
+    wire = topics
+    if args.compressed:
+        params["image_transport"] = "compressed"
+        wire = [f"{t}/compressed" for t in topics]
     with RewardListener("latency_probe") as listener:
         reward = NodeProcess(
             "reward_node", ros_args(params), env=listener.env, log_path=args.log_dir / f"reward_{cameras}.log"
@@ -59,7 +64,7 @@ def run(cameras: int, args, node_params: dict[str, object]) -> dict:
         spinner.start()
         try:
             deadline = time.monotonic() + 120
-            while listener.node.count_subscribers(topics[0]) == 0:
+            while listener.node.count_subscribers(wire[0]) == 0:
                 if not reward.alive() or time.monotonic() > deadline:
                     raise RuntimeError("reward_node did not start:\n" + reward.output())
                 time.sleep(0.1)
@@ -79,6 +84,7 @@ def run(cameras: int, args, node_params: dict[str, object]) -> dict:
                 str(args.width),
                 "--height",
                 str(args.height),
+                *(["--compressed", args.compressed] if args.compressed else []),
             ]
             publisher = subprocess.Popen(cmd, env=listener.env, stdout=subprocess.PIPE, text=True)
             time.sleep(0.6)
@@ -107,6 +113,7 @@ def run(cameras: int, args, node_params: dict[str, object]) -> dict:
         "width": args.width,
         "height": args.height,
         "rate_hz": args.rate,
+        "transport": args.compressed or "raw",
         "duration_s": args.duration,
         "frames_sent": len(sent),
         "rewards_received": len(got),
@@ -138,6 +145,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--width", type=int, default=640)
     parser.add_argument("--height", type=int, default=480)
+    parser.add_argument(
+        "--compressed", choices=["jpeg", "png"], help="CompressedImage input (q90 JPEG / PNG)"
+    )
     parser.add_argument(
         "-p", dest="params", action="append", default=[], help="reward_node parameter name:=value"
     )

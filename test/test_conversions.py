@@ -5,16 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from reward_model_ros.core.calibration import CalibrationError, CameraCalibration, load_calibration
-from reward_model_ros.core.images import ImageEncodingError
+from reward_model_ros.core.images import ImageEncodingError, compressed_size
 from reward_model_ros.ros.conversions import (
     array_to_image,
     calibration_to_camera_info,
     camera_info_to_calibration,
+    compressed_to_rgb,
+    frame_to_rgb,
     image_to_rgb,
+    is_compressed_topic,
+    rgb_to_compressed,
     seconds_to_stamp,
     stamp_to_nanoseconds,
     stamp_to_seconds,
@@ -118,3 +122,68 @@ def test_bad_calibration_files(tmp_path, text, match):
 
 def test_default_calibration_is_identity_rectification():
     assert CameraCalibration(1, 1).r == [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0]
+
+
+# a smooth colour frame (JPEG keeps it close) with a distinct colour per corner
+SMOOTH = np.stack(
+    [*np.meshgrid(np.linspace(20, 230, 64), np.linspace(40, 200, 48)), np.full((48, 64), 90.0)], 2
+).astype(np.uint8)
+
+
+def test_compressed_round_trip_keeps_the_channel_order():
+    import cv2
+
+    png = rgb_to_compressed(SMOOTH, "png", header=Header(frame_id="cam"))
+    assert png.format == "rgb8; png compressed bgr8" and png.header.frame_id == "cam"
+    rgb, grey = compressed_to_rgb(png)
+    assert np.array_equal(rgb, SMOOTH) and not grey  # lossless, and R is still R
+    jpeg = rgb_to_compressed(SMOOTH, "jpeg", quality=95)
+    rgb, _ = frame_to_rgb(jpeg)
+    assert rgb.shape == SMOOTH.shape and np.abs(rgb.astype(int) - SMOOTH).mean() < 2
+    # a publisher that compressed an RGB matrix as is says so ("compressed rgb8")
+    _, data = cv2.imencode(".png", SMOOTH)
+    as_is = CompressedImage(format="rgb8; png compressed rgb8", data=data.tobytes())
+    assert np.array_equal(compressed_to_rgb(as_is)[0], SMOOTH)
+    bare = CompressedImage(format="png", data=png.data)  # some cameras write only the codec
+    assert np.array_equal(compressed_to_rgb(bare)[0], SMOOTH)
+    # greyscale sources are flagged (the frame checks refuse them unless allowed)
+    _, mono = cv2.imencode(".png", SMOOTH[:, :, 0])
+    rgb, grey = compressed_to_rgb(CompressedImage(format="mono8; png compressed mono8", data=mono.tobytes()))
+    assert grey and rgb.shape == SMOOTH.shape and np.array_equal(rgb[:, :, 0], rgb[:, :, 2])
+    # frame_to_rgb on a raw Image flags mono encodings the same way
+    assert frame_to_rgb(array_to_image(SMOOTH[:, :, 0], "mono8"))[1]
+
+
+def test_bad_compressed_frames_are_refused_with_the_reason():
+    import cv2
+
+    png = rgb_to_compressed(SMOOTH, "png")
+    with pytest.raises(ImageEncodingError, match="cannot decode a 10-byte CompressedImage"):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=b"\xff\xd8\xff\xe0 trunc"))
+    with pytest.raises(ImageEncodingError, match="cannot decode"):
+        compressed_to_rgb(CompressedImage(format="png", data=bytes(png.data)[: len(png.data) // 2]))
+    with pytest.raises(ImageEncodingError, match="empty CompressedImage"):
+        compressed_to_rgb(CompressedImage(format="jpeg"))
+    with pytest.raises(ImageEncodingError, match="compressed depth stream"):
+        compressed_to_rgb(CompressedImage(format="16UC1; compressedDepth png", data=png.data))
+    _, deep = cv2.imencode(".png", (SMOOTH[:, :, 0].astype(np.uint16) * 256))
+    with pytest.raises(ImageEncodingError, match="uint16 image; only 8 bits"):
+        compressed_to_rgb(CompressedImage(format="png", data=deep.tobytes()))
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "png"])
+def test_compressed_size_is_read_from_the_header(fmt):
+    import cv2
+
+    big = cv2.resize(SMOOTH, (640, 480))
+    msg = rgb_to_compressed(big, fmt)
+    assert compressed_size(msg.data) == (480, 640)
+    if fmt == "jpeg":  # a progressive JPEG has its size in another marker (SOF2)
+        _, prog = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+        assert compressed_size(prog.tobytes()) == (480, 640)
+    assert compressed_size(b"not an image") is None and compressed_size(b"") is None
+
+
+def test_compressed_topic_names():
+    assert is_compressed_topic("/cam/image_raw/compressed") and is_compressed_topic("compressed")
+    assert not is_compressed_topic("/cam/image_raw") and not is_compressed_topic("/cam/compressed_raw")

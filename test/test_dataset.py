@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from rclpy.serialization import serialize_message
 from reward_msgs.msg import EpisodeEvent, PolicyAction, SuccessLabel
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from reward_model_ros.core.overrides import OverrideError, apply_overrides
 from reward_model_ros.data.bags import BagError, EpisodeBagWriter, TypeRegistry
 from reward_model_ros.data.dataset import DataConfig, ProcessConfig, build_dataset, read_manifest
-from reward_model_ros.ros.conversions import seconds_to_stamp, stamp_to_nanoseconds
+from reward_model_ros.ros.conversions import rgb_to_compressed, seconds_to_stamp, stamp_to_nanoseconds
 
 T0 = 1_700_000_000.0
 PERIOD = 0.05
@@ -175,6 +175,39 @@ def test_plain_bags_events_whole_bag_labels_sqlite3_and_idle_frames(tmp_path):
     bag = episode_bag(tmp_path / "one", "x", 20, labels=False, info=False, actions=moving)
     summary, rows = build(tmp_path, [bag], label_source="failure", drop_idle=True, val_fraction=0.0)
     assert len(rows) == 10 and summary["idle_frames_dropped"] == 10 and not any(r["label"] for r in rows)
+
+
+def test_compressed_camera_bags_are_decoded_and_a_bad_frame_is_left_out(tmp_path):
+    """`ros2 bag record /cam/image_raw/compressed`: the frames are decoded as reward_node decodes
+    them (PNG: the same pixels, colours in place); a frame that cannot be decoded is left out
+    and listed, and the rest of the episode is kept."""
+    w = EpisodeBagWriter(tmp_path / "compressed", TypeRegistry(), "mcap")
+    w.add_topic("/cam/image_raw/compressed", "sensor_msgs/msg/CompressedImage")
+    w.add_topic("/episode/event", "reward_msgs/msg/EpisodeEvent")
+    w.write("/episode/event", ns(T0), stamped(EpisodeEvent(event=EpisodeEvent.START), T0))
+    pixels = []
+    for i in range(10):
+        t = T0 + i * PERIOD
+        px = np.zeros((16, 20, 3), np.uint8)
+        px[..., 0], px[..., 1], px[..., 2] = 200, 10 * i, 30  # red-dominant, differs per frame
+        pixels.append(px)
+        msg = rgb_to_compressed(px, "png")
+        if i == 4:
+            msg = CompressedImage(format="jpeg", data=b"\xff\xd8 broken")
+        w.write("/cam/image_raw/compressed", ns(t), stamped(msg, t))
+    t_end = T0 + 9 * PERIOD
+    end = EpisodeEvent(event=EpisodeEvent.SUCCESS, label=EpisodeEvent.LABEL_SUCCESS)
+    w.write("/episode/event", ns(t_end), stamped(end, t_end))
+    w.close()
+    summary, rows = build(tmp_path, [tmp_path / "compressed"], val_fraction=0.0, image_format="png")
+    assert summary["cameras"] == ["/cam/image_raw/compressed"] and len(rows) == 9
+    assert [r["frame"] for r in rows] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    bad = summary["undecodable_frames"]
+    assert len(bad) == 1 and bad[0]["stamp_ns"] == ns(T0 + 4 * PERIOD) and "cannot decode" in bad[0]["reason"]
+    for r in rows:
+        assert set(r["images"]) == {"cam"}  # named like the raw topic
+        on_disk = cv2.cvtColor(cv2.imread(str(tmp_path / "ds" / r["images"]["cam"])), cv2.COLOR_BGR2RGB)
+        assert np.array_equal(on_disk, pixels[r["frame"]])
 
 
 def test_corrupt_and_unfinished_bags_are_skipped_by_name(tmp_path):

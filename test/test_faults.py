@@ -31,7 +31,7 @@ from reward_model_ros.core.scoring import NONFINITE, FrameScorer
 from reward_model_ros.core.validity import ValidityConfig, check_frame
 from reward_model_ros.launch_check import read_setup_py
 from reward_model_ros.ros import qos
-from reward_model_ros.ros.conversions import array_to_image
+from reward_model_ros.ros.conversions import array_to_image, stamp_to_nanoseconds
 
 ROOT = Path(__file__).resolve().parents[1]
 NODES, _ = read_setup_py(ROOT)
@@ -196,8 +196,11 @@ def test_a_bad_frame_right_after_a_good_one_does_not_displace_it(ros_node, start
 
 
 def test_a_large_batch_request_does_not_starve_the_camera_stream(ros_node, start_node):
-    """300 images through ~/compute_rewards while a camera streams at 20 Hz: every streamed frame
-    still gets its reward, with no gap in sequence, and the batch is answered in full."""
+    """300 images through ~/compute_rewards while a camera streams at 20 Hz: the stream keeps
+    being scored while the batch runs (a starved stream would get no reward until the batch is
+    done), every frame is counted in `sequence`, and the batch is answered in full. On a busy
+    machine a frame may be dropped as stale (latest wins), so the bar is 80% of those sent
+    during the batch, not all."""
     got: list[RewardStamped] = []
     ros_node.create_subscription(RewardStamped, "/reward", got.append, qos.reliable(500))
     node = start_node("reward_node", params=FAST)
@@ -212,7 +215,7 @@ def test_a_large_batch_request_does_not_starve_the_camera_stream(ros_node, start
         while not stop.is_set():
             msg = array_to_image(frame, "rgb8")
             msg.header.stamp = ros_node.get_clock().now().to_msg()
-            sent.append(msg.header.stamp.sec)
+            sent.append(stamp_to_nanoseconds(msg.header.stamp))
             pub.publish(msg)
             time.sleep(0.05)
 
@@ -220,12 +223,22 @@ def test_a_large_batch_request_does_not_starve_the_camera_stream(ros_node, start
     streamer.start()
     spin_until(ros_node, lambda: len(got) >= 10, 30, "the stream to run")
     batch = [array_to_image(colour_frame(), "rgb8") for _ in range(300)]
+    t_call = ros_node.get_clock().now().nanoseconds
     answer = call(ros_node, client, ComputeRewards.Request(images=batch), timeout=120)
+    t_answer = ros_node.get_clock().now().nanoseconds
     stop.set()
     streamer.join()
-    spin_until(ros_node, lambda: len(got) >= len(sent), 20, f"a reward for all {len(sent)} streamed frames")
+    # the newest frame is never displaced, so the last one sent always gets its reward
+    spin_until(
+        ros_node, lambda: got and got[-1].sequence >= len(sent), 20, "the last streamed frame's reward"
+    )
     assert len(answer.probabilities) == 300 and all(answer.valid)
-    assert [r.sequence for r in got] == list(range(1, len(sent) + 1))
+    sent_during = [t for t in sent if t_call <= t <= t_answer]
+    scored_during = [r for r in got if t_call <= stamp_to_nanoseconds(r.header.stamp) <= t_answer]
+    assert len(sent_during) >= 5, "the batch was answered too fast to show anything"
+    assert len(scored_during) >= 0.8 * len(sent_during), (len(scored_during), len(sent_during))
+    seqs = [r.sequence for r in got]
+    assert seqs == sorted(set(seqs)) and seqs[-1] == len(sent)  # every frame counted, none twice
     assert max(r.total_latency for r in got) < 1.0
 
 

@@ -74,12 +74,18 @@ class FrameScorer:
         micro_batch_size: int = 256,
         validity: ValidityConfig | None = None,
         background_chunk: int = 16,
+        background_budget_s: float = 0.02,
     ) -> None:
         self.checkpoint = checkpoint
         self.preprocess = Preprocessor(checkpoint.config)
         self.scorer = BatchScorer(checkpoint.model, micro_batch_size)
         self.validity = (validity or ValidityConfig()).validate()
+        # a background (batch service) chunk holds the model for at most ~background_budget_s,
+        # so a streamed frame waits no longer than that: chunks are sized from the measured
+        # time per image, between 1 and background_chunk images
         self.background_chunk = max(1, background_chunk)
+        self.background_budget_s = background_budget_s
+        self._seconds_per_image: float | None = None
         training = checkpoint.training or {}
         self.trained_sizes: dict[str, list[int]] = dict(training.get("frame_sizes") or {})
         self.trained_colour: bool = bool(training.get("colour", True))
@@ -118,17 +124,31 @@ class FrameScorer:
         inputs = np.zeros((0, 3, self.preprocess.height, self.preprocess.width), np.uint8)
         if keep:
             inputs = self.preprocess.batch([frames[i] for i in keep], [cameras[i] for i in keep])
-            step = self.background_chunk if background else len(inputs)
             out = []
-            for s in range(0, len(inputs), step):
+            s = 0
+            while s < len(inputs):
+                step = self._chunk() if background else len(inputs)
                 with self._lock.hold(foreground=not background):
+                    t = time.perf_counter()
                     out.append(self.scorer(inputs[s : s + step]))
+                    self._timed(time.perf_counter() - t, len(out[-1]))
+                s += step
             for i, p in zip(keep, np.concatenate(out), strict=True):
                 if math.isfinite(float(p)):
                     probs[i] = float(p)
                 else:
                     why[i] = NONFINITE
         return ScoredSet(probs, [not r for r in why], why, inputs, time.perf_counter() - start)
+
+    def _chunk(self) -> int:
+        if self._seconds_per_image is None:
+            return min(4, self.background_chunk)
+        return max(1, min(self.background_chunk, int(self.background_budget_s / self._seconds_per_image)))
+
+    def _timed(self, seconds: float, images: int) -> None:
+        per = seconds / max(1, images)
+        old = self._seconds_per_image
+        self._seconds_per_image = per if old is None else 0.8 * old + 0.2 * per
 
     def warm_up(self) -> None:
         """One forward pass so the first real frame does not pay for lazy initialisation."""

@@ -34,11 +34,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from reward_model_ros.core.images import decode
+from reward_model_ros.core.images import ImageEncodingError, decode, decode_compressed
 from reward_model_ros.core.overrides import to_plain
 from reward_model_ros.core.stamps import stamp_ns
 from reward_model_ros.core.sync import SYNC_TOLERANCE_S, group_by_stamp
 from reward_model_ros.data.bags import (
+    IMAGE_TYPES,
     BagCheck,
     BagError,
     bag_dirs,
@@ -47,8 +48,6 @@ from reward_model_ros.data.bags import (
     open_checked,
     read_episode_info,
 )
-
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 
 @dataclass
@@ -262,11 +261,8 @@ def _write_image(path: Path, rgb: np.ndarray, cfg: DataConfig) -> None:
 
 
 def _to_rgb(msg, msgtype: str) -> np.ndarray:
-    if msgtype.endswith("CompressedImage"):
-        img = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
-        if img is None:
-            raise ValueError(f"cannot decode a {msg.format!r} CompressedImage")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if msgtype.endswith("CompressedImage"):  # the decoder reward_node uses
+        return decode_compressed(msg.data, msg.format)[0]
     return decode(msg.data, msg.height, msg.width, msg.encoding, msg.step)
 
 
@@ -371,7 +367,15 @@ def build_dataset(
         if c.damaged
     ]
     stats["bags_without_chunk_crcs"] = sum(1 for c in checks.values() if c.chunks_without_crc)
-    written = _write(out, episodes, chosen, camera_topics, cfg, progress, checks)
+    stats["undecodable_frames"] = []
+    written = _write(out, episodes, chosen, camera_topics, cfg, progress, checks, stats["undecodable_frames"])
+    if stats["undecodable_frames"]:
+        first = stats["undecodable_frames"][0]
+        log(
+            f"left out {len(stats['undecodable_frames'])} frame(s) that cannot be decoded (the first: "
+            f"{first['bag']} {first['topic']} at {first['stamp_ns']}: {first['reason']}); "
+            "summary.json lists them"
+        )
     summary = _summary(episodes, chosen, written, skipped, stats, camera_topics, cfg)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if cfg.debug_save_dir:
@@ -397,7 +401,7 @@ def _balance(episodes: list[Episode], ratio: float, rng: random.Random) -> set[t
     return chosen
 
 
-def _write(out, episodes, chosen, topics, cfg, progress, checks) -> int:
+def _write(out, episodes, chosen, topics, cfg, progress, checks, undecodable: list) -> int:
     out.mkdir(parents=True, exist_ok=True)
     names = {t: _camera_name(t) for t in topics}
     if len(set(names.values())) < len(names):
@@ -422,8 +426,15 @@ def _write(out, episodes, chosen, topics, cfg, progress, checks) -> int:
                 k = (conn.topic, header_stamp_ns(raw))
                 if k not in wanted:
                     continue
-                rgb = _to_rgb(reader.deserialize(raw, conn.msgtype), conn.msgtype)
-                for e, i, topic in wanted.pop(k):
+                targets = wanted.pop(k)
+                try:
+                    rgb = _to_rgb(reader.deserialize(raw, conn.msgtype), conn.msgtype)
+                except ImageEncodingError as exc:  # that frame (set) is left out, the rest kept
+                    undecodable.append(
+                        {"bag": str(bag), "topic": conn.topic, "stamp_ns": k[1], "reason": str(exc)}
+                    )
+                    continue
+                for e, i, topic in targets:
                     rel = f"images/{e.key}/{i:06d}_{names[topic]}.{cfg.image_format}"
                     _write_image(out / rel, rgb, cfg)
                     images[(e.key, i, topic)] = rel

@@ -28,7 +28,7 @@ from rclpy.serialization import deserialize_message
 from reward_msgs.msg import EpisodeEvent
 from reward_msgs.srv import StartEpisode, StopEpisode
 
-from reward_model_ros.data.bags import DiskFull, header_stamp_ns, is_disk_full
+from reward_model_ros.data.bags import IMAGE_TYPES, DiskFull, header_stamp_ns, is_disk_full
 from reward_model_ros.data.recording import (
     DATA,
     END,
@@ -85,7 +85,8 @@ PARAMETERS = (
     Param(
         "image_topics",
         [],
-        "topics counted as camera frames in episode.json; empty = every recorded sensor_msgs/Image topic",
+        "topics counted as camera frames in episode.json; empty = every recorded sensor_msgs/Image and "
+        "CompressedImage topic",
         read_only=True,
         array_type="string",
     ),
@@ -230,7 +231,7 @@ class RecorderNode(Node):
                 cls, topic, lambda data, t=topic, m=msgtype: self._on_message(t, m, data), qos, raw=True
             )
             self.subscribed[topic] = msgtype
-            if msgtype == "sensor_msgs/msg/Image" and not self.p["image_topics"]:
+            if msgtype in IMAGE_TYPES and not self.p["image_topics"]:
                 self.recorder.image_topics.add(topic)
             self.get_logger().info(
                 f"recording {topic} ({msgtype}, {'reliable' if reliable else 'best effort'})"

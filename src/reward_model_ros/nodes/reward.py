@@ -26,13 +26,13 @@ from rclpy.task import Future
 from rclpy.time import Time
 from reward_msgs.msg import EpisodeEvent, RewardStamped
 from reward_msgs.srv import ComputeRewards
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32
 
 from reward_model_ros.core.checkpoint import CheckpointError, decision_settings, load_checkpoint, untrained
 from reward_model_ros.core.config import ARCHS, PRECISIONS, RESIZE_MODES, ConfigError, ModelConfig
 from reward_model_ros.core.debug import annotate, debug_writer
-from reward_model_ros.core.images import ImageEncodingError
+from reward_model_ros.core.images import ImageEncodingError, compressed_size
 from reward_model_ros.core.inference import pick_device
 from reward_model_ros.core.pipeline import (
     REWARD_KEYS,
@@ -67,11 +67,15 @@ from reward_model_ros.nodes.params import (
     topic_name,
 )
 from reward_model_ros.ros import qos as qos_profiles
-from reward_model_ros.ros.conversions import array_to_image, image_to_rgb, stamp_to_nanoseconds
+from reward_model_ros.ros.conversions import (
+    array_to_image,
+    frame_to_rgb,
+    is_compressed_topic,
+    stamp_to_nanoseconds,
+)
 from reward_model_ros.ros.diagnostics import OK, WARN, Diagnostics
 
 NODE_NAME = "reward_classifier"
-GREY_ENCODINGS = ("mono8", "8UC1")
 
 
 @dataclass
@@ -96,8 +100,17 @@ PARAMETERS = (
     Param(
         "image_topics",
         ["image_raw"],
-        "image topics to score (sensor_msgs/Image); several are fused",
+        "image topics to score (sensor_msgs/Image; a topic named <base>/compressed is "
+        "sensor_msgs/CompressedImage, JPEG or PNG); several are fused",
         non_empty,
+        read_only=True,
+    ),
+    Param(
+        "image_transport",
+        "raw",
+        "raw | compressed: subscribe <topic>/compressed (sensor_msgs/CompressedImage, as "
+        "image_transport names it) for every image topic that is not one already",
+        one_of("raw", "compressed"),
         read_only=True,
     ),
     Param(
@@ -337,7 +350,10 @@ class RewardNode(Node):
         super().__init__(NODE_NAME)
         p = declare_parameters(self, PARAMETERS, on_change=self._on_parameters)
         self.p = p
-        self.topics = list(p["image_topics"])
+        self.topics = [
+            t if p["image_transport"] == "raw" or is_compressed_topic(t) else t.rstrip("/") + "/compressed"
+            for t in p["image_topics"]
+        ]
         # default camera names: the topics as resolved (namespace and remaps applied)
         resolve = getattr(self, "resolve_topic_name", lambda t: t)
         self.resolved_topics = [resolve(t) for t in self.topics]
@@ -471,7 +487,8 @@ class RewardNode(Node):
             self._pending_qos[index] = topic
             return
         qos = qos_profiles.images(mode, self.p["image_qos_depth"])
-        self.create_subscription(Image, topic, lambda msg, i=index: self._on_image(i, msg), qos)
+        kind = CompressedImage if is_compressed_topic(topic) else Image
+        self.create_subscription(kind, topic, lambda msg, i=index: self._on_image(i, msg), qos)
 
     def _resolve_auto_qos(self) -> None:
         """image_qos=auto: subscribe once the camera's publishers are known, matching them."""
@@ -488,21 +505,25 @@ class RewardNode(Node):
             self._qos_timer.cancel()
 
     # --- streaming ----------------------------------------------------------------------
-    def _frame(self, index: int, msg: Image) -> _Frame:
+    def _frame(self, index: int, msg: Image | CompressedImage) -> _Frame:
         """Decode and check a frame in the subscription callback, before the hand-off: an
-        invalid frame never displaces a valid one waiting for inference."""
+        invalid frame never displaces a valid one waiting for inference. The size cap is
+        checked before decoding (a compressed frame's size is read from its header)."""
         v = self.scorer.validity
-        reason = too_large(msg.height, msg.width, v)
+        size = compressed_size(msg.data) if isinstance(msg, CompressedImage) else (msg.height, msg.width)
+        reason = too_large(*size, v) if size else None
         if reason:
             return _Frame(msg.header, None, False, reason)
         try:
-            rgb = image_to_rgb(msg)
+            rgb, grey = frame_to_rgb(msg)
         except ImageEncodingError as exc:
             return _Frame(msg.header, None, False, f"bad frame: {exc}")
-        grey = msg.encoding in GREY_ENCODINGS
+        reason = too_large(rgb.shape[0], rgb.shape[1], v) if size is None else None
+        if reason:
+            return _Frame(msg.header, None, False, reason)
         return _Frame(msg.header, rgb, grey, self.scorer.check(rgb, self.cameras[index], grey))
 
-    def _on_image(self, index: int, msg: Image) -> None:
+    def _on_image(self, index: int, msg: Image | CompressedImage) -> None:
         self.received[index] += 1
         self.rates[index].tick()
         frame = self._frame(index, msg)
@@ -690,11 +711,10 @@ class RewardNode(Node):
                 errors[i] = f"image {i}: {reason}"
                 continue
             try:
-                rgb = image_to_rgb(msg)
+                rgb, grey = frame_to_rgb(msg)
             except ImageEncodingError as exc:
                 errors[i] = f"image {i}: {exc}"
                 continue
-            grey = msg.encoding in GREY_ENCODINGS
             frames.append((i, rgb, grey, cam))
         probs = [0.0] * n
         start = time.perf_counter()

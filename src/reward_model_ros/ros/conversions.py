@@ -9,12 +9,18 @@ from __future__ import annotations
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Pose as PoseMsg
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from reward_model_ros.core.arm_safety import Pose
 from reward_model_ros.core.calibration import CameraCalibration
-from reward_model_ros.core.images import ENCODINGS, ImageEncodingError, decode
+from reward_model_ros.core.images import (
+    ENCODINGS,
+    GREY_ENCODINGS,
+    ImageEncodingError,
+    decode,
+    decode_compressed,
+)
 from reward_model_ros.core.stamps import NS_PER_S
 from reward_model_ros.core.stamps import stamp_ns as stamp_to_nanoseconds  # noqa: F401  (re-exported)
 
@@ -27,6 +33,47 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     if msg.is_bigendian and msg.encoding not in ENCODINGS:
         raise ImageEncodingError(f"big-endian {msg.encoding!r} frames are not accepted")
     return decode(msg.data, msg.height, msg.width, msg.encoding, msg.step)
+
+
+def compressed_to_rgb(msg: CompressedImage) -> tuple[np.ndarray, bool]:
+    """(RGB uint8 (H, W, 3), greyscale source?) from a sensor_msgs/CompressedImage (JPEG/PNG).
+
+    :raises ImageEncodingError: undecodable data, depth streams, 16-bit images.
+    """
+    return decode_compressed(msg.data, msg.format)
+
+
+def frame_to_rgb(msg: Image | CompressedImage) -> tuple[np.ndarray, bool]:
+    """(RGB uint8 (H, W, 3), greyscale source?) from either image message.
+
+    :raises ImageEncodingError: see image_to_rgb and compressed_to_rgb.
+    """
+    if isinstance(msg, CompressedImage):
+        return compressed_to_rgb(msg)
+    return image_to_rgb(msg), msg.encoding in GREY_ENCODINGS
+
+
+def is_compressed_topic(topic: str) -> bool:
+    """image_transport's naming: `<base>/compressed` carries sensor_msgs/CompressedImage."""
+    return topic.rstrip("/").rsplit("/", 1)[-1] == "compressed"
+
+
+def rgb_to_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90, header: Header | None = None):
+    """A sensor_msgs/CompressedImage of an RGB uint8 frame, as image_transport's compressed
+    plugin writes it (format "rgb8; jpeg compressed bgr8")."""
+    import cv2
+
+    if fmt not in ("jpeg", "png"):
+        raise ImageEncodingError(f"format {fmt!r}: jpeg or png")
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if fmt == "jpeg" else []
+    ok, data = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ImageEncodingError(f"OpenCV could not encode a {rgb.shape} frame as {fmt}")
+    msg = CompressedImage(format=f"rgb8; {fmt} compressed bgr8")
+    msg.data = data.tobytes()
+    if header is not None:
+        msg.header = header
+    return msg
 
 
 def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:

@@ -4,9 +4,12 @@ The independent image source of the tests and benchmarks:
 
     python -m reward_model_ros.ros.frame_publisher --topics image_raw --rate 30 --count 90 \
         --width 640 --height 480 [--encoding rgb8] [--best-effort] [--wait-subscribers 1]
+        [--compressed jpeg|png [--jpeg-quality 90]]
 
 Every frame of one tick carries the same stamp on every topic (as hardware-synchronised
 cameras do). Frames differ from each other (a moving bar), so a model sees new input.
+With --compressed, each topic is `<topic>/compressed` (sensor_msgs/CompressedImage, as
+image_transport's compressed plugin writes it); frames are encoded once, before publishing.
 At the end it prints one JSON line: {"stamps_ns": [...], "sent": N, "late_ticks": K}.
 """
 
@@ -19,11 +22,12 @@ import time
 
 import numpy as np
 import rclpy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from reward_model_ros.core.images import channels_of
 from reward_model_ros.ros import qos as qos_profiles
+from reward_model_ros.ros.conversions import rgb_to_compressed
 
 
 def frames(width: int, height: int, channels: int, n: int = 16) -> list[bytes]:
@@ -56,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--best-effort", action="store_true")
     parser.add_argument("--depth", type=int, default=5)
     parser.add_argument(
+        "--compressed", choices=["jpeg", "png"], help="publish CompressedImage on <topic>/compressed"
+    )
+    parser.add_argument("--jpeg-quality", type=int, default=90)
+    parser.add_argument(
         "--wait-subscribers",
         type=int,
         default=1,
@@ -74,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init()
     node = rclpy.create_node("frame_publisher")
     qos = qos_profiles.images("best_effort" if args.best_effort else "reliable", args.depth)
-    pubs = [node.create_publisher(Image, t, qos) for t in args.topics]
+    if args.compressed:
+        topics = [t.rstrip("/") + "/compressed" for t in args.topics]
+        pubs = [node.create_publisher(CompressedImage, t, qos) for t in topics]
+    else:
+        pubs = [node.create_publisher(Image, t, qos) for t in args.topics]
     deadline = time.monotonic() + args.wait_timeout
     while any(p.get_subscription_count() < args.wait_subscribers for p in pubs):
         if time.monotonic() > deadline:
@@ -85,6 +97,15 @@ def main(argv: list[str] | None = None) -> int:
 
     channels = channels_of(args.encoding)
     payloads = frames(args.width, args.height, channels)
+    if args.compressed:
+        if args.encoding != "rgb8":
+            print(json.dumps({"error": "--compressed takes rgb8 frames", "sent": 0}), flush=True)
+            return 2
+        shape = (args.height, args.width, 3)
+        encoded = [
+            rgb_to_compressed(np.frombuffer(f, np.uint8).reshape(shape), args.compressed, args.jpeg_quality)
+            for f in payloads
+        ]
     template = Image(height=args.height, width=args.width, encoding=args.encoding, step=args.width * channels)
     period = 1.0 / args.rate
     total = args.count if args.count > 0 else int(args.duration * args.rate)
@@ -101,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         now = node.get_clock().now()
         header = Header(stamp=now.to_msg(), frame_id=args.frame_id)
         for pub in pubs:
+            if args.compressed:
+                msg = CompressedImage(header=header, format=encoded[i % len(encoded)].format)
+                msg.data = encoded[i % len(encoded)].data
+                pub.publish(msg)
+                continue
             msg = Image(
                 header=header,
                 height=template.height,
