@@ -42,6 +42,8 @@ def started(node, bridge, timeout=90):
 def test_frames_joint_states_and_episode_events(ros_node, start_node):
     images = listen(ros_node, Image, "/image_raw")
     infos = listen(ros_node, CameraInfo, "/camera_info")
+    side = listen(ros_node, Image, "/side_camera/image_raw")
+    side_infos = listen(ros_node, CameraInfo, "/side_camera/camera_info")
     joints = listen(ros_node, JointState, "/joint_states")
     labels = listen(ros_node, SuccessLabel, "/success_label")
     events = listen(ros_node, EpisodeEvent, "/episode/event")
@@ -66,6 +68,15 @@ def test_frames_joint_states_and_episode_events(ros_node, start_node):
     img = images[-1]
     assert (img.width, img.height, img.encoding, img.header.frame_id) == (128, 128, "rgb8", "base_camera")
     assert infos[-1].k[0] > 0 and infos[-1].width == 128
+    # the shipped file's second camera: a side view, one frame per step with the same stamp
+    assert (side[-1].width, side[-1].encoding, side[-1].header.frame_id) == (128, "rgb8", "side_camera")
+    assert side_infos[-1].header.frame_id == "side_camera" and side_infos[-1].k[0] > 0
+    side_stamps = {stamp_to_nanoseconds(m.header.stamp) for m in side}
+    front_stamps = [stamp_to_nanoseconds(m.header.stamp) for m in images[-12:]]
+    paired = [t for t in front_stamps if t <= max(side_stamps)]  # the side frame of later ones may lag
+    assert len(paired) >= 6 and all(t in side_stamps for t in paired)
+    front = np.frombuffer(bytes(images[-1].data), np.uint8)
+    assert not np.array_equal(front, np.frombuffer(bytes(side[-1].data), np.uint8))  # another view
     assert len(joints[-1].name) == 9 and joints[-1].name[0] == "panda_joint1"
     assert labels[-1].source == SuccessLabel.SOURCE_SIMULATION and labels[-1].success is False
     # real time: about the control rate of 20 Hz (loose bounds: 2 shared cores)
@@ -216,6 +227,7 @@ def test_scripted_episodes_recorded_as_labelled_bags(ros_node, start_node, tmp_p
         steps = events[-1].step
         # every frame of the episode from its first (the bridge waited for the recorder)
         assert counts["/image_raw"] == counts["/success_label"] == counts["/joint_states"] == steps + 1
+        assert counts["/side_camera/image_raw"] == steps + 1  # both views, every frame
         assert [e.event for e in events] == [
             EpisodeEvent.START,
             EpisodeEvent.SUCCESS if label == "success" else EpisodeEvent.FAILURE,

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("mani_skill")
 
-from reward_model_sim.scripted import SCRIPTED_MODES, run_pickcube
+from reward_model_sim.scripted import NEAR_GOAL_MODES, SCRIPTED_MODES, camera_eye, run_pickcube
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,31 @@ def test_every_failure_mode_fails(env, mode):
     ok, flags = run(env, mode, seed=0)
     assert not ok and not flags[-1]
     assert len(flags) >= 50  # a real attempt, not an empty episode
+
+
+@pytest.mark.parametrize("mode", NEAR_GOAL_MODES)
+def test_near_goal_modes_fail_where_one_camera_sees_success(env, mode):
+    """Each near-goal mode fails and ends where it says: the depth modes on the main camera's
+    line of sight through the goal (the cube covers the goal marker in its view)."""
+    ok, flags = run(env, mode, seed=1)
+    base = env.unwrapped
+    cube, goal = (np.asarray(a.pose.p[0], float) for a in (base.cube, base.goal_site))
+    eye = camera_eye(base)
+    assert not ok and not flags[-1] and len(flags) >= 50
+    dist = np.linalg.norm(cube - goal)
+    assert 0.035 < dist < 0.35, dist
+    to_cube, to_goal = cube - eye, goal - eye
+    angle = np.degrees(np.arccos(to_cube @ to_goal / np.linalg.norm(to_cube) / np.linalg.norm(to_goal)))
+    if mode in ("depth_front", "depth_behind"):
+        assert angle < 4.0, angle  # on the line of sight: one view shows the cube on the goal
+        nearer = np.linalg.norm(to_cube) < np.linalg.norm(to_goal)
+        assert nearer == (mode == "depth_front")
+    if mode == "wrong_depth":
+        assert abs(cube[2] - goal[2]) < 0.015 and np.linalg.norm((cube - goal)[:2]) > 0.04
+    if mode == "carry_past":
+        assert bool(base.agent.is_grasping(base.cube)[0]) and np.linalg.norm((cube - goal)[:2]) > 0.05
+    if mode in ("push_near", "drop_near"):
+        assert cube[2] < 0.03 and np.linalg.norm((cube - goal)[:2]) < 0.12  # on the table, near the goal
 
 
 def test_episodes_are_deterministic_per_seed(env):

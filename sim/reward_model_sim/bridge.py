@@ -69,7 +69,7 @@ from reward_model_sim.env import (
     normalised_action,
     policy_units,
 )
-from reward_model_sim.scripted import SCRIPTED_MODES, TASK_MODES, run_episode
+from reward_model_sim.scripted import PICKCUBE_MODES, TASK_MODES, run_episode
 from reward_model_sim.scripted import control_mode as scripted_control_mode
 
 NODE_NAME = "maniskill_bridge"
@@ -109,6 +109,22 @@ PARAMETERS = (
         "camera_fov",
         0.0,
         "sensor camera vertical field of view, rad; 0 = the task's",
+        in_range(0.0, 3.0),
+        read_only=True,
+    ),
+    Param(
+        "side_camera_pose",
+        [],
+        "a second sensor camera, side_camera, [eye x, y, z, target x, y, z] in metres, world frame, "
+        "the first one's size (published on side_camera/image_raw); empty = none",
+        lambda v: None if len(v) in (0, 6) else "must be 6 numbers (eye, target) or empty",
+        read_only=True,
+        array_type="double",
+    ),
+    Param(
+        "side_camera_fov",
+        0.0,
+        "the side camera's vertical field of view, rad; 0 = pi/2",
         in_range(0.0, 3.0),
         read_only=True,
     ),
@@ -184,7 +200,7 @@ PARAMETERS = (
     Param("log_throttle", 5.0, "seconds between repeated warnings (bad actions)", in_range(0.01, 3600.0)),
     Param(
         "scripted_modes",
-        list(SCRIPTED_MODES),
+        list(PICKCUBE_MODES),
         "scripted driver: modes to use; success episodes alternate with the failure modes in turn "
         "(the modes of each task: reward_model_sim.scripted.TASK_MODES)",
         lambda v: (
@@ -276,6 +292,8 @@ class BridgeNode(Node):
             camera_height=p["camera_height"],
             camera_pose=list(p["camera_pose"]),
             camera_fov=p["camera_fov"],
+            side_camera_pose=list(p["side_camera_pose"]),
+            side_camera_fov=p["side_camera_fov"],
             # a motion planner ends its episodes itself; the step limit is for policies
             max_episode_steps=100_000 if self.scripted else p["max_episode_steps"],
             show_goal=p["show_goal"],

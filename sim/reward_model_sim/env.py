@@ -37,6 +37,11 @@ class SimConfig:
     frame); empty = the task's own camera"""
     camera_fov: float = 0.0
     """its vertical field of view in radians (0 = the task's)"""
+    side_camera_pose: list[float] = field(default_factory=list)
+    """a second sensor camera, `side_camera`, [ex, ey, ez, tx, ty, tz] in metres (world
+    frame), the same size as the first; empty = none"""
+    side_camera_fov: float = 0.0
+    """its vertical field of view in radians (0 = pi/2)"""
     max_episode_steps: int = 100
     """episode step limit (planned PickCube episodes take 60-106 steps)"""
     show_goal: bool = True
@@ -139,8 +144,15 @@ class ManiSkillEnv:
         if cfg.task not in TASKS:
             raise ValueError(f"task {cfg.task!r} is not supported; choose one of {', '.join(TASKS)}")
         self.cfg = cfg
+        task, extra = cfg.task, {}
+        if cfg.side_camera_pose:
+            from reward_model_sim.cameras import SIDE_CAMERA, ExtraCamera, extra_camera_task
+
+            pose, size = tuple(cfg.side_camera_pose), (cfg.camera_width, cfg.camera_height)
+            side = ExtraCamera(SIDE_CAMERA, pose, *size, cfg.side_camera_fov)
+            task, extra = extra_camera_task(cfg.task), {"extra_cameras": [side]}
         self.env = gym.make(
-            cfg.task,
+            task,
             obs_mode="rgb+state",  # images for the reward, the state vector for policies
             control_mode=cfg.control_mode,
             num_envs=1,
@@ -151,6 +163,7 @@ class ManiSkillEnv:
             sensor_configs=sensor_configs(
                 cfg.task, cfg.camera_width, cfg.camera_height, cfg.camera_pose, cfg.camera_fov
             ),
+            **extra,
         )
         self.unwrapped = self.env.unwrapped
         self.control_freq = float(self.unwrapped.control_freq)

@@ -5,6 +5,12 @@ Modes: success (the planned pick-and-place, then the pose held `hold_steps` step
 grasp_offset (grasp beside the cube), no_grasp (never close the gripper), early_release
 (open the gripper half-way to the goal), joint_noise (large noise on the arm's joint
 targets), stop_short (stop well before the goal), random (uniform random joint targets).
+Near-goal modes, which look like success from one camera: carry_past (carry the cube through
+the goal and on, 6-12 cm past it), depth_front / depth_behind (stop 6-10 cm in front of or
+behind the goal along the main camera's line of sight: the cube covers the goal marker in its
+view), wrong_depth (the goal's height, 5-10 cm off along the camera's horizontal viewing
+direction), push_near (push the cube along the table towards the point under the goal, stop
+4-7 cm short of it), drop_near (carry it to 4-8 cm beside the goal and open the gripper).
 Each is deterministic per seed. The planner drives `pd_joint_pos`, so scripted episodes
 need an environment made with that control mode.
 
@@ -36,9 +42,12 @@ SCRIPTED_MODES = (
     "stop_short",
     "random",
 )
+NEAR_GOAL_MODES = ("carry_past", "depth_front", "depth_behind", "wrong_depth", "push_near", "drop_near")
+"""PickCube failure modes that end with the cube near the goal (in a single camera's view, on it)"""
+PICKCUBE_MODES = SCRIPTED_MODES + NEAR_GOAL_MODES
 GENERIC_MODES = ("success", "joint_noise", "random")
 TASK_MODES = {
-    "PickCube-v1": SCRIPTED_MODES,
+    "PickCube-v1": PICKCUBE_MODES,
     "PushCube-v1": PUSH_MODES,
     "StackCube-v1": GENERIC_MODES,
     "PegInsertionSide-v1": GENERIC_MODES,
@@ -156,8 +165,8 @@ def run_pickcube(
     )
     from mani_skill.examples.motionplanning.panda.motionplanner import PandaArmMotionPlanningSolver
 
-    if mode not in SCRIPTED_MODES:
-        raise ValueError(f"mode {mode!r}: must be one of {', '.join(SCRIPTED_MODES)}")
+    if mode not in PICKCUBE_MODES:
+        raise ValueError(f"mode {mode!r}: must be one of {', '.join(PICKCUBE_MODES)}")
     rng = np.random.default_rng(seed)
     hook = StepHook(env, on_step, noise=0.15 if mode == "joint_noise" else 0.0, seed=seed, on_reset=on_reset)
     if mode == "random":
@@ -183,22 +192,83 @@ def run_pickcube(
         if mode == "grasp_offset":  # beside the cube, by more than its half size
             cube_p = cube_p + np.array([*rng.choice([-1, 1], 2) * rng.uniform(0.035, 0.05, 2), 0.0])
         grasp_pose = base.agent.build_grasp_pose(np.array([0, 0, -1]), grasp["closing"], cube_p)
-        planner.move_to_pose_with_screw(grasp_pose * sapien.Pose([0, 0, -0.05]))
-        planner.move_to_pose_with_screw(grasp_pose)
-        if mode != "no_grasp":
-            planner.close_gripper()
         goal = base.goal_site.pose.sp.p
-        if mode == "stop_short":
-            goal = grasp_pose.p + 0.4 * (goal - grasp_pose.p)
-        if mode == "early_release":
-            planner.move_to_pose_with_screw(
-                sapien.Pose(grasp_pose.p + 0.5 * (goal - grasp_pose.p), grasp_pose.q)
-            )
-            planner.open_gripper()
-        planner.move_to_pose_with_screw(sapien.Pose(goal, grasp_pose.q))
+        if mode == "push_near":
+            _push_near(planner, grasp_pose, cube_p, goal, rng)
+        else:
+            planner.move_to_pose_with_screw(grasp_pose * sapien.Pose([0, 0, -0.05]))
+            planner.move_to_pose_with_screw(grasp_pose)
+            if mode != "no_grasp":
+                planner.close_gripper()
+            if mode == "stop_short":
+                goal = grasp_pose.p + 0.4 * (goal - grasp_pose.p)
+            if mode == "early_release":
+                planner.move_to_pose_with_screw(
+                    sapien.Pose(grasp_pose.p + 0.5 * (goal - grasp_pose.p), grasp_pose.q)
+                )
+                planner.open_gripper()
+            if mode in NEAR_GOAL_MODES:
+                goal = near_goal_target(mode, goal, grasp_pose.p, camera_eye(base), rng)
+            planner.move_to_pose_with_screw(sapien.Pose(goal, grasp_pose.q))
+            if mode == "drop_near":
+                planner.open_gripper()
         # hold the final pose (the success pose in mode success) so that successful
         # episodes show at least hold_steps success frames
         _hold(hook, hold_steps)
     finally:
         planner.close()
     return info_success(hook.last_info)
+
+
+TABLE_CLEARANCE = 0.025  # lowest cube centre a carried cube is taken to (half size 0.02 + margin)
+
+
+def camera_eye(base, camera: str = "base_camera") -> np.ndarray:
+    """World position of the task's sensor camera (configured or default)."""
+    cfg = getattr(base, "_sensor_configs", {}).get(camera)
+    if cfg is not None:
+        p = cfg.pose.p
+        return np.asarray(p.cpu() if hasattr(p, "cpu") else p, float).reshape(-1)[:3]
+    return np.asarray(base.sensor_cam_eye_pos, float)
+
+
+def near_goal_target(
+    mode: str, goal: np.ndarray, start: np.ndarray, eye: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Where a near-goal failure mode takes the cube's centre (and the TCP holding it)."""
+    goal, start, eye = (np.asarray(v, float) for v in (goal, start, eye))
+    sight = (goal - eye) / np.linalg.norm(goal - eye)  # the camera's line of sight through the goal
+    flat = np.array([sight[0], sight[1], 0.0]) / max(np.linalg.norm(sight[:2]), 1e-6)
+    if mode == "carry_past":
+        way = np.array([*(goal - start)[:2], 0.0])
+        way = way / np.linalg.norm(way) if np.linalg.norm(way) > 1e-3 else flat
+        target = goal + way * rng.uniform(0.06, 0.12)
+    elif mode in ("depth_front", "depth_behind"):
+        target = goal + (1 if mode == "depth_behind" else -1) * sight * rng.uniform(0.06, 0.10)
+        if target[2] < TABLE_CLEARANCE:  # behind a low goal the line of sight enters the table
+            target = goal + flat * rng.uniform(0.06, 0.10)
+    elif mode == "wrong_depth":
+        target = goal + rng.choice([-1.0, 1.0]) * flat * rng.uniform(0.05, 0.10)
+    elif mode == "drop_near":
+        angle = rng.uniform(0, 2 * np.pi)
+        target = goal + np.array([np.cos(angle), np.sin(angle), 0.0]) * rng.uniform(0.04, 0.08)
+    else:
+        raise ValueError(f"{mode!r} is not a near-goal mode ({', '.join(NEAR_GOAL_MODES)})")
+    target[2] = max(target[2], TABLE_CLEARANCE)
+    return target
+
+
+def _push_near(planner, grasp_pose, cube_p: np.ndarray, goal: np.ndarray, rng: np.random.Generator) -> None:
+    """Closed fingers behind the cube, low over the table, then a straight push towards the
+    point under the goal, stopping 4-7 cm short of it."""
+    import sapien
+
+    way = np.array([*(goal - cube_p)[:2], 0.0])
+    dist = np.linalg.norm(way)
+    way = way / dist if dist > 1e-3 else np.array([1.0, 0.0, 0.0])
+    stop = max(dist - rng.uniform(0.04, 0.07), 0.0)
+    behind = np.array([*(cube_p - way * 0.045)[:2], 0.02])
+    planner.close_gripper()
+    planner.move_to_pose_with_screw(sapien.Pose(behind + np.array([0, 0, 0.06]), grasp_pose.q))
+    planner.move_to_pose_with_screw(sapien.Pose(behind, grasp_pose.q))
+    planner.move_to_pose_with_screw(sapien.Pose(behind + way * stop, grasp_pose.q))
