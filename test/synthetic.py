@@ -41,3 +41,48 @@ def make_dataset(root: Path, episodes: int = 8, frames: int = 12, size: int = 48
             )
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
+
+
+MODE_COLOURS = {"red": (200, 0, 0), "blue": (0, 0, 200), "dark": (30, 30, 30)}  # RGB of a failure disc
+
+
+def make_mode_dataset(
+    root: Path,
+    modes: tuple[str, ...] = ("red", "blue"),
+    per_outcome: int = 3,
+    frames: int = 8,
+    size: int = 32,
+    seed: int = 0,
+) -> Path:
+    """Like make_dataset, with failure modes: `per_outcome` success episodes (mode "success",
+    the last half green) and as many failure episodes of each mode (a disc of the mode's
+    colour, see MODE_COLOURS); the last episode of each goes to validation."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for mode in ("success", *modes):
+        for e in range(per_outcome):
+            key = f"{mode}{e:02d}"
+            for i in range(frames):
+                label = int(mode == "success" and i >= frames // 2)
+                img = rng.integers(40, 90, (size, size, 3), np.uint8)
+                cx, cy = (int(v) for v in rng.integers(size // 4, 3 * size // 4, 2))
+                colour = (0, 200, 0) if label else MODE_COLOURS.get(mode, (120, 120, 120))
+                cv2.circle(img, (cx, cy), size // 6, colour, -1)
+                rel = f"images/{key}/{i:06d}_camera.png"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                rows.append(
+                    {
+                        "episode": key,
+                        "frame": i,
+                        "stamp_ns": i * 50_000_000,
+                        "label": label,
+                        "episode_label": int(mode == "success"),
+                        "split": "val" if e == per_outcome - 1 else "train",
+                        "images": {"camera": rel},
+                        "seed": seed * 1000 + e,
+                        "mode": mode,
+                    }
+                )
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root

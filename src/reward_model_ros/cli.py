@@ -9,6 +9,9 @@ reward-model recover BAGS         rebuild bags whose recorder was killed
 reward-model train --data D       train the classifier (key=value overrides)
 reward-model evaluate --checkpoint C --data D   metrics, plots, recommended threshold
 reward-model predict --checkpoint C PATHS       score image files
+reward-model lomo --train-data D --data H --out O   leave-one-failure-mode-out figures
+reward-model hard-negatives EVAL --out D        an evaluation's mistakes as a dataset to train on
+reward-model calibrate C --data D               refit the checkpoint's temperature (calibration)
 """
 
 from __future__ import annotations
@@ -145,7 +148,20 @@ def train_command(args) -> int:
     base = share_dir() / "config" / "train_reward.yaml"
     try:
         cfg = apply_overrides(TrainConfig(), args.overrides, [base, *args.config])
-        result = train(cfg, args.data if len(args.data) > 1 else args.data[0])
+        data = list(args.data)
+        if args.hard_negatives and int(os.environ.get("RANK", "0")) == 0:
+            from reward_model_ros.training.hard_negatives import export_into_run
+
+            mined = export_into_run(args.hard_negatives, Path(cfg.runner.output_dir))
+            for d in mined:
+                n = sum(1 for line in (d / "manifest.jsonl").read_text().splitlines() if line)
+                print(f"hard negatives: {n} disagreeing frame(s) exported to {d}")
+            data += mined
+        elif args.hard_negatives:  # torchrun: rank 0 exports; the others wait for it
+            data += [
+                _wait_for_export(Path(cfg.runner.output_dir), k) for k in range(len(args.hard_negatives))
+            ]
+        result = train(cfg, data if len(data) > 1 else data[0])
     except (OverrideError, TrainError, ConfigError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -155,6 +171,72 @@ def train_command(args) -> int:
             f"done: {state['step']} steps, best {cfg.runner.best_metric} = {state['best']:.4f} at step "
             f"{state['best_step']}; checkpoint {result['best_model']}"
         )
+    return 0
+
+
+def _wait_for_export(run_dir: Path, k: int, timeout: float = 600.0) -> Path:
+    """Another process's `train --hard-negatives` export (its summary.json is written last)."""
+    out = run_dir / ("hard_negatives" if k == 0 else f"hard_negatives_{k}")
+    end = time.monotonic() + timeout
+    while not (out / "summary.json").is_file():
+        if time.monotonic() > end:
+            raise FileNotFoundError(f"{out}: rank 0 did not export the hard negatives in {timeout:.0f} s")
+        time.sleep(0.5)
+    return out
+
+
+def lomo_command(args) -> int:
+    from reward_model_ros.core.config import ConfigError
+    from reward_model_ros.core.overrides import OverrideError, apply_overrides
+    from reward_model_ros.paths import share_dir
+    from reward_model_ros.training.protocols import ProtocolError, format_table, leave_one_mode_out
+    from reward_model_ros.training.train import TrainConfig, TrainError
+
+    base = share_dir() / "config" / "train_reward.yaml"
+    try:
+        cfg = apply_overrides(TrainConfig(), args.overrides, [base, *args.config])
+        report = leave_one_mode_out(
+            cfg,
+            args.train_data,
+            args.data,
+            args.out,
+            args.split,
+            args.modes or None,
+            args.delay_bar,
+            log=print,
+        )
+    except (OverrideError, TrainError, ConfigError, ProtocolError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"\nleave one failure mode out: trained without each mode, scored on {report['heldout']} "
+        f"(split {report['split']}) episodes of that mode + its successes; threshold and debounce of "
+        "each model chosen on its own validation split"
+    )
+    print(format_table(report))
+    print(f"report in {Path(args.out) / 'lomo.json'}")
+    return 0
+
+
+def hard_negatives_command(args) -> int:
+    from reward_model_ros.training.hard_negatives import HardNegativeError, export_hard_negatives
+
+    try:
+        s = export_hard_negatives(args.evaluation, args.out, args.threshold, link=not args.copy)
+    except (HardNegativeError, FileNotFoundError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    src = s["mined_from"][0]
+    print(
+        f"{s['samples']} disagreeing frame(s) of {len(src['episodes'])} episode(s) of {src['data']} "
+        f"(split {src['split']}) at threshold {s['threshold']:.2f} ({s['threshold_source']}): "
+        f"{s['false_positive_frames']} false positive(s), {s['false_negative_frames']} false negative(s), "
+        f"{s['invalid_frames_passed_over']} invalid frame(s) passed over; dataset in {args.out}"
+    )
+    print(
+        f"train on them: reward-model train --data DATASET --data {args.out} [data.hard_negative_weight=N]; "
+        f"report figures on a held-out set, not on {src['data']} (evaluate refuses those episodes)"
+    )
     return 0
 
 
@@ -172,17 +254,24 @@ def evaluate_command(args) -> int:
             args.logs,
             fusion=args.fusion,
             store=args.store,
+            allow_trained_episodes=args.allow_trained_episodes,
         )
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if report["trained_episodes"]:
+        print(
+            f"WARNING: {len(report['trained_episodes'])} of these episodes were trained on as hard "
+            "negatives: these are not held-out figures",
+            file=sys.stderr,
+        )
     m = report["frames"]
     e = report["episodes"]
     print(
         f"{report['samples']} samples of {e['count']} episodes ({args.split}): accuracy {m['accuracy']:.4f}, "
         f"AUROC {m['auroc']:.4f}, precision {m['precision']:.4f}, recall {m['recall']:.4f}, "
-        f"FPR {m['false_positive_rate']:.4f}, ECE {report['calibration']['ece']:.4f} (threshold "
-        f"{report['threshold']:.2f})"
+        f"FPR {m['false_positive_rate']:.4f}, ECE {report['calibration']['ece']:.4f} at temperature "
+        f"{report['calibration']['temperature']:.2f} (threshold {report['threshold']:.2f})"
     )
     print(
         f"recommended: reward_threshold {report['recommended_threshold']:.2f}, debounce_frames "
@@ -226,6 +315,26 @@ def predict_command(args) -> int:
         else:
             print(f"{r['path']}  {r['probability']:.4f}  {'success' if r['success'] else 'failure'}")
     return 1 if any(r.get("error") for r in rows) else 0
+
+
+def calibrate_command(args) -> int:
+    from reward_model_ros.core.checkpoint import CheckpointError
+    from reward_model_ros.training.temperature import calibrate, describe
+
+    try:
+        cal = calibrate(args.checkpoint, args.data, args.split)
+    except (CheckpointError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(describe(cal))
+    t, r = cal["thresholds"]["threshold"], cal["thresholds"]["reward_threshold"]
+    print(
+        f"temperature {cal['temperature']:.4f} stored in {args.checkpoint / 'config.json'}; threshold "
+        f"{t[0]:.4f} -> {t[1]:.4f}"
+        + (f", recommended reward_threshold {r[0]:.4f} -> {r[1]:.4f}" if r else "")
+        + " (the same decisions on the new probabilities)"
+    )
+    return 0
 
 
 def rl_command(args) -> int:
@@ -416,6 +525,16 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument(
         "--config", type=Path, action="append", default=[], help="YAML file(s) on top of the defaults"
     )
+    tr.add_argument(
+        "--hard-negatives",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="EVAL_DIR",
+        help="an `evaluate` output (or a checkpoint evaluated into its eval/) on a mining set: its "
+        "disagreeing frames are exported to <runner.output_dir>/hard_negatives and trained on too "
+        "(weight: data.hard_negative_weight); repeatable",
+    )
     tr.add_argument("overrides", nargs="*", help="key=value, e.g. runner.max_epochs=5 model.arch=resnet10")
 
     ev = sub.add_parser("evaluate", help="metrics, plots and the recommended threshold of a checkpoint")
@@ -437,6 +556,66 @@ def main(argv: list[str] | None = None) -> int:
         help="write the recommended threshold, debounce and fusion into the checkpoint (default), "
         "so that reward_node, predict and the RL reward use them",
     )
+    ev.add_argument(
+        "--allow-trained-episodes",
+        action="store_true",
+        help="evaluate even episodes the checkpoint trained on as hard negatives (refused by default: "
+        "those are no held-out figures); nothing is stored then",
+    )
+
+    lomo = sub.add_parser(
+        "lomo",
+        help="leave-one-failure-mode-out: figures on failure modes the model never saw",
+        description="For each failure mode of the training data: train with that mode's episodes left out "
+        "(data.exclude_modes), choose threshold and debounce on the model's own validation split, score "
+        "the held-out dataset's episodes of that mode plus its successes; the same for a model trained on "
+        "every mode (the reference). Training settings as `train`: config/train_reward.yaml, --config, "
+        "key=value overrides. Writes OUT/lomo.json and one run per model under OUT.",
+    )
+    lomo.add_argument(
+        "--train-data", type=Path, action="append", required=True, help="training dataset(s), as train --data"
+    )
+    lomo.add_argument("--data", type=Path, required=True, help="held-out dataset (episodes of other seeds)")
+    lomo.add_argument(
+        "--split", default="all", help="split of the held-out dataset: all (default), val, train"
+    )
+    lomo.add_argument("--out", type=Path, required=True, help="output directory (runs and lomo.json)")
+    lomo.add_argument(
+        "--modes",
+        type=lambda v: [m.strip() for m in v.split(",") if m.strip()],
+        default=[],
+        help="only these failure modes, comma-separated (default: every one)",
+    )
+    lomo.add_argument(
+        "--delay-bar",
+        type=int,
+        default=5,
+        help="a success counts as detected in time within this many frames",
+    )
+    lomo.add_argument(
+        "--config", type=Path, action="append", default=[], help="YAML file(s) on top of the defaults"
+    )
+    lomo.add_argument("overrides", nargs="*", help="key=value training overrides, e.g. runner.max_epochs=5")
+
+    hn = sub.add_parser(
+        "hard-negatives",
+        help="the frames an evaluation got wrong, as a dataset to train on",
+        description="Read `evaluate`'s metrics.json and predictions.jsonl and write the frames where the "
+        "thresholded probability and ground truth disagree as a dataset (process format, labelled with "
+        "ground truth; summary.json names the episodes they came from). Mine on a mining set and report on "
+        "a separate held-out set: evaluate refuses episodes a checkpoint was trained on this way.",
+    )
+    hn.add_argument("evaluation", type=Path, help="an `evaluate --out` directory, or a checkpoint with eval/")
+    hn.add_argument(
+        "--out", type=Path, required=True, help="output dataset directory (must not hold a dataset)"
+    )
+    hn.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="decision threshold (default: the evaluation's recommended)",
+    )
+    hn.add_argument("--copy", action="store_true", help="copy the images instead of hard-linking them")
 
     pr = sub.add_parser("predict", help="score image files with a checkpoint")
     pr.add_argument("--checkpoint", type=Path, required=True)
@@ -457,6 +636,19 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="write the model inputs as resnet_success|resnet_fail/{id:06d}_prob{p:.4f}.png "
         "(default: $DEBUG_IMAGE_SAVE_DIR, else off)",
+    )
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="refit the checkpoint's temperature on a dataset split",
+        description="Fit the temperature T of sigmoid(logit / T) on a dataset split and store it in the "
+        "checkpoint's config.json, applied only if it lowers the expected calibration error there "
+        "(see docs/data_and_training.md, 'Calibration'). `train` already fits it on its validation split.",
+    )
+    cal.add_argument("checkpoint", type=Path, help="checkpoint directory (e.g. runs/train/best_model)")
+    cal.add_argument("--data", type=Path, required=True, help="dataset directory (manifest.jsonl)")
+    cal.add_argument(
+        "--split", default="val", help="val (default), train or all; never the checkpoint's training frames"
     )
 
     rl = sub.add_parser("rl", help="train and evaluate policies with the learned reward (simulation)")
@@ -489,10 +681,14 @@ def main(argv: list[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and args.command == "rl" and not any(e.startswith("-") for e in extra):
         args.overrides += extra
-    elif extra and args.command in ("process", "train", "demo") and not any(e.startswith("-") for e in extra):
+    elif (
+        extra
+        and args.command in ("process", "train", "demo", "lomo")
+        and not any(e.startswith("-") for e in extra)
+    ):
         if args.command == "process":
             args.inputs += extra
-        elif args.command == "train":
+        elif args.command in ("train", "lomo"):
             args.overrides += extra
         else:
             args.train_overrides += extra
@@ -507,6 +703,12 @@ def main(argv: list[str] | None = None) -> int:
             return evaluate_command(args)
         if args.command == "predict":
             return predict_command(args)
+        if args.command == "lomo":
+            return lomo_command(args)
+        if args.command == "hard-negatives":
+            return hard_negatives_command(args)
+        if args.command == "calibrate":
+            return calibrate_command(args)
         if args.command == "rl":
             return rl_command(args)
         if args.command == "recover":

@@ -4,12 +4,20 @@ config.json:
     {"format_version": 1, "model": {ModelConfig}, "threshold": 0.5,
      "training": {...free-form metadata: data, epochs, metrics...},
      "recommended": {"reward_threshold": 0.35, "debounce_frames": 4, "camera_fusion": "mean",
-                     "source": "...", "figures": {...}}}   (written by `reward-model evaluate`)
+                     "source": "...", "figures": {...}},   (written by `reward-model evaluate`)
+     "calibration": {"temperature": 1.4, "applied": true, "ece_before": .., "ece_after": ..,
+                     "nll_before": .., "nll_after": .., "fitted_on": "<data> val, N frames", ...}}
+                     (written by `reward-model train` and `reward-model calibrate`)
 
 `threshold` is the one chosen on validation frames during training; `recommended` holds the
 decision settings `evaluate` validated on held-out episodes (no failure episode judged
 successful). Whoever scores frames with the checkpoint takes its decision settings from
 `decision_settings()`: explicit values first, then `recommended`, then `threshold`.
+
+`calibration` holds the temperature T that the model's probabilities are scaled with:
+sigmoid(logit / T), applied in `ResNetRewardModel.predict` (which every scorer goes through).
+Without the field (older checkpoints) T = 1. Both thresholds above are on the calibrated
+probabilities: `store_calibration` maps them to a new T so that decisions stay the same.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +60,13 @@ class Checkpoint:
     path: Path | None = None
     recommended: dict[str, Any] | None = None
     """decision settings validated by `reward-model evaluate` (see module docstring), or None"""
+    calibration: dict[str, Any] | None = None
+    """the temperature fit (see module docstring), or None (uncalibrated: T = 1)"""
+
+    @property
+    def temperature(self) -> float:
+        """The temperature the model's probabilities are scaled with (1 = uncalibrated)."""
+        return float(self.model.temperature)
 
 
 FUSIONS = ("mean", "min", "max")
@@ -116,9 +132,71 @@ def store_recommendation(
         },
         directory / CONFIG,
     )
+    _write_config(directory, meta)
+
+
+def _write_config(directory: Path, meta: dict[str, Any]) -> None:
     tmp = directory / (CONFIG + ".tmp")
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=float) + "\n")
-    tmp.replace(directory / CONFIG)
+    tmp.replace(directory / CONFIG)  # atomic
+
+
+def applied_temperature(calibration: dict[str, Any] | None) -> float:
+    """T of a `calibration` entry: its temperature when applied, else 1."""
+    if not calibration or not calibration.get("applied"):
+        return 1.0
+    return float(calibration["temperature"])
+
+
+def rescale_threshold(threshold: float, old_temperature: float, new_temperature: float) -> float:
+    """The threshold on sigmoid(z / new) that decides every logit z as `threshold` does on
+    sigmoid(z / old)."""
+    if not 0.0 < threshold < 1.0 or old_temperature == new_temperature:
+        return threshold
+    z = math.log(threshold / (1.0 - threshold)) * old_temperature
+    return 1.0 / (1.0 + math.exp(-z / new_temperature))
+
+
+def store_calibration(directory: str | Path, calibration: dict[str, Any]) -> dict[str, Any]:
+    """Record a temperature fit in the checkpoint's config.json (atomically). The stored
+    thresholds (`threshold`, `recommended.reward_threshold`) are mapped from the old temperature
+    to the new one, so that the checkpoint decides every frame as before. Returns
+    {"threshold": [old, new], "reward_threshold": [old, new] or None}."""
+    directory = Path(directory)
+    meta = _read_config(directory)
+    calibration = _check_calibration(dict(calibration), directory / CONFIG)
+    old = applied_temperature(_check_calibration(meta.get("calibration"), directory / CONFIG))
+    new = applied_temperature(calibration)
+    was = float(meta["threshold"])
+    meta["threshold"] = rescale_threshold(was, old, new)
+    changed: dict[str, Any] = {"threshold": [was, meta["threshold"]], "reward_threshold": None}
+    rec = _check_recommended(meta.get("recommended"), directory / CONFIG)
+    if rec is not None:
+        was = float(rec["reward_threshold"])
+        rec["reward_threshold"] = rescale_threshold(was, old, new)
+        changed["reward_threshold"] = [was, rec["reward_threshold"]]
+    meta["calibration"] = calibration
+    _write_config(directory, meta)
+    return changed
+
+
+def _check_calibration(cal: Any, path: Path) -> dict[str, Any] | None:
+    if cal is None:
+        return None
+    t = cal.get("temperature") if isinstance(cal, dict) else None
+    ok = (
+        isinstance(t, (int, float))
+        and not isinstance(t, bool)
+        and math.isfinite(t)
+        and t > 0
+        and isinstance(cal.get("applied"), bool)
+    )
+    if not ok:
+        raise CheckpointError(
+            f"{path}: 'calibration' must hold a finite temperature > 0 and applied true/false; got "
+            f"{cal!r}. Re-run `reward-model calibrate CHECKPOINT --data DATASET` or delete the field"
+        )
+    return cal
 
 
 def _check_recommended(rec: Any, path: Path) -> dict[str, Any] | None:
@@ -261,6 +339,8 @@ def load_checkpoint(
             f"{weights} does not fit a {cfg.arch} with hidden_dim={cfg.hidden_dim} as config.json says: "
             f"{str(exc).splitlines()[0]} ... (config.json and weights come from different models?)"
         ) from exc
+    calibration = _check_calibration(meta.get("calibration"), directory / CONFIG)
+    model.temperature = applied_temperature(calibration)
     model.to(device).eval()
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
     return Checkpoint(
@@ -271,6 +351,7 @@ def load_checkpoint(
         meta.get("training", {}),
         directory,
         _check_recommended(meta.get("recommended"), directory / CONFIG),
+        calibration,
     )
 
 

@@ -34,9 +34,9 @@ class RewardPrediction:
     """What the classifier says about a batch of frames."""
 
     probabilities: np.ndarray
-    """success probability per frame, float32 in [0, 1], shape (N,)"""
+    """success probability per frame, float32 in [0, 1], shape (N,): sigmoid(logit / temperature)"""
     logits: np.ndarray
-    """the raw logits, float32, shape (N,)"""
+    """the raw logits (before the temperature), float32, shape (N,)"""
 
 
 def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, int]:
@@ -109,6 +109,9 @@ class ResNetRewardModel(nn.Module):
         if cfg.freeze_backbone:
             self.backbone.requires_grad_(False)
         self.to(memory_format=torch.channels_last)
+        self.temperature = 1.0
+        """calibration: `predict` gives sigmoid(logit / temperature); load_checkpoint sets it from
+        config.json `calibration` (1 = uncalibrated). forward() always returns raw logits."""
 
     def train(self, mode: bool = True) -> ResNetRewardModel:
         super().train(mode)
@@ -139,7 +142,8 @@ class ResNetRewardModel(nn.Module):
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor | np.ndarray) -> RewardPrediction:
-        """Success probabilities for a batch, in eval mode, without gradients."""
+        """Success probabilities sigmoid(logit / temperature) for a batch, in eval mode, without
+        gradients; every scorer (FrameScorer, BatchScorer) gets its probabilities here."""
         was_training = self.training
         self.eval()
         try:
@@ -147,7 +151,7 @@ class ResNetRewardModel(nn.Module):
             logits = self(batch)
         finally:
             self.train(was_training)
-        probs = torch.sigmoid(logits)
+        probs = torch.sigmoid(logits / self.temperature)
         return RewardPrediction(
             probs.cpu().numpy().astype(np.float32), logits.cpu().numpy().astype(np.float32)
         )

@@ -436,7 +436,8 @@ class RewardNode(Node):
         self.get_logger().info(
             f"scoring {', '.join(self.resolved_topics)} with {self.scorer.model_id} "
             f"on {self.scorer.checkpoint.model.device} "
-            f"({self.scorer.checkpoint.config.arch}, {self.scorer.checkpoint.config.precision}); "
+            f"({self.scorer.checkpoint.config.arch}, {self.scorer.checkpoint.config.precision}, "
+            f"temperature {self.scorer.checkpoint.temperature:.3f}); "
             f"cameras {dict(zip(self.resolved_topics, self.cameras, strict=True))}; "
             f"reward_mode={self.reward_cfg.reward_mode}; decision: {self.decision_source}; "
             f"frame checks {'on' if self.scorer.validity.enabled else 'OFF'}"
@@ -649,6 +650,7 @@ class RewardNode(Node):
         values = {
             "model_id": self.scorer.model_id,
             "device": str(self.scorer.checkpoint.model.device),
+            "temperature": self.scorer.checkpoint.temperature,
             **{f"rate_hz {t}": r for t, r in zip(self.resolved_topics, rates, strict=True)},
             **{f"frames_received {t}": n for t, n in zip(self.resolved_topics, self.received, strict=True)},
             "sets_received": c["received"],

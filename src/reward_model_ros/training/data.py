@@ -70,6 +70,39 @@ def sample_rows(rows: list[dict], per_episode: int, ratio: float, seed: int) -> 
     return sorted(rows, key=lambda r: (r["episode"], r["frame"]))
 
 
+def episode_modes(rows: list[dict]) -> dict[str, str]:
+    """episode -> its manifest `mode` ('' where the dataset records none)."""
+    return {r["episode"]: str(r.get("mode", "")) for r in rows}
+
+
+def mode_counts(episodes: dict[str, dict[str, str]]) -> dict[str, int]:
+    """Episodes per mode over the parts of `episodes` ({part: {episode: mode}})."""
+    counts: dict[str, int] = defaultdict(int)
+    for part in episodes.values():
+        for mode in part.values():
+            counts[mode] += 1
+    return dict(sorted(counts.items()))
+
+
+def exclude_modes(rows: list[dict], modes: list[str], where: object = "the dataset") -> list[dict]:
+    """`rows` without the episodes whose manifest `mode` is one of `modes` (data.exclude_modes).
+
+    :raises ValueError: a named mode that no episode has; the message lists the modes there are.
+    """
+    if not modes:
+        return rows
+    present = {str(r.get("mode", "")) for r in rows}
+    unknown = [m for m in modes if m not in present]
+    if unknown:
+        known = ", ".join(sorted(m for m in present if m)) or "none (the manifest has no `mode` field)"
+        raise ValueError(
+            f"data.exclude_modes: no episode of {where} has mode {', '.join(map(repr, unknown))}; "
+            f"its modes are: {known}"
+        )
+    drop = set(modes)
+    return [r for r in rows if str(r.get("mode", "")) not in drop]
+
+
 def load_frame(path: Path) -> tuple[np.ndarray, bool]:
     """(RGB uint8 frame, whether the file is greyscale). 16-bit files are refused rather than
     silently cut to 8 bits (a depth image is no camera frame the model knows).

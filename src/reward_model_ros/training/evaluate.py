@@ -13,6 +13,7 @@ matrix, the worst false positives and false negatives).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -32,7 +33,9 @@ from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
 from reward_model_ros.training.data import load_frame, load_rgb
+from reward_model_ros.training.hard_negatives import trained_episodes
 
+log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 DEBOUNCES = list(range(1, 9))  # swept when --debounce is not given (frames; 8 = 0.4 s at 20 Hz)
 
@@ -76,16 +79,30 @@ def evaluate(
     logs: Path | None = None,
     fusion: str = "mean",
     store: bool = True,
+    allow_trained_episodes: bool = False,
 ) -> dict[str, Any]:
     """Metrics and plots of `checkpoint` on a dataset split; with `store`, the recommended
     threshold, debounce and fusion are written into the checkpoint (config.json
-    `recommended`), unless the frames are the checkpoint's own training data."""
+    `recommended`), unless the frames are the checkpoint's own training data.
+
+    :raises ValueError: the split holds episodes whose frames the checkpoint was trained on as
+        hard negatives (`training.mined_from`), unless `allow_trained_episodes` (then the
+        report names them and nothing is stored).
+    """
     ckpt = load_checkpoint(checkpoint)
     rows = read_manifest(data)
     if split != "all":
         rows = [r for r in rows if r["split"] == split]
     if not rows:
         raise ValueError(f"{data}: no samples in split {split!r}")
+    seen = trained_episodes(ckpt.training, Path(data), {r["episode"] for r in rows})
+    if seen and not allow_trained_episodes:
+        raise ValueError(
+            f"{checkpoint} was trained on frames mined from {len(seen)} episode(s) of {data} split {split} "
+            f"(e.g. {seen[:3]}; its config.json training.mined_from): figures there are not held-out "
+            "figures. Evaluate on a held-out set nothing was mined from, or pass --allow-trained-episodes "
+            "to look anyway (nothing is stored then)"
+        )
     rows.sort(key=lambda r: (r["episode"], r["frame"]))
     probs, invalid = score_rows(ckpt, rows, Path(data), fusion)
     labels = np.array([r["label"] for r in rows], int)
@@ -113,7 +130,8 @@ def evaluate(
         "threshold": threshold,
         "frames": frames,
         "frames_at_recommended": M.binary_metrics(labels, probs, recommended),
-        "calibration": M.calibration(labels, probs),
+        # on the probabilities reward_node publishes: sigmoid(logit / temperature)
+        "calibration": {**M.calibration(labels, probs), "temperature": ckpt.temperature},
         "debounce": debounce,
         "recommended_threshold": recommended,
         "episodes": {
@@ -151,7 +169,12 @@ def evaluate(
             keys = ("episode", "frame", "stamp_ns", "label", "episode_label", "mode", "seed", "images")
             row = {**{k: r[k] for k in keys if k in r}, "probability": float(prob), "valid": not why}
             f.write(json.dumps({**row, "invalid_reason": why} if why else row) + "\n")
-    report["stored"] = _store(ckpt, Path(checkpoint), Path(data), split, report) if store else "not asked"
+    report["trained_episodes"] = seen
+    if seen:
+        log.warning("%s: %d evaluated episode(s) were trained on as hard negatives", checkpoint, len(seen))
+        report["stored"] = f"not stored: {len(seen)} evaluated episode(s) were trained on as hard negatives"
+    else:
+        report["stored"] = _store(ckpt, Path(checkpoint), Path(data), split, report) if store else "not asked"
     (out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     plots(out, labels, probs, rows, Path(data), report, logs or _log_dir(ckpt))
     return report
@@ -252,7 +275,7 @@ def plots(out: Path, labels, probs, rows, root: Path, report: dict, logs: Path |
     ax.bar(centers, np.nan_to_num(cal["accuracy"]), width=0.09, alpha=0.7, label="fraction successful")
     ax.plot([0, 1], [0, 1], "k:", label="perfect calibration")
     ax.set_xlabel("predicted probability"), ax.set_ylabel("observed frequency")
-    ax.set_title(f"reliability (ECE {cal['ece']:.4f})")
+    ax.set_title(f"reliability (ECE {cal['ece']:.4f}, temperature {cal.get('temperature', 1.0):.2f})")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=100)

@@ -9,7 +9,8 @@ by `runner.best_metric`, resume from `last/`. TensorBoard logs under
 `runner.logger.log_path`. Multi-process with torchrun (DDP; gloo on the CPU, nccl on GPUs).
 
 Outputs under `runner.output_dir`: `best_model/` (a checkpoint reward_node loads, with the
-threshold chosen on validation data), `checkpoints/step_NNNNNN/`, `last/` (checkpoint plus
+threshold chosen on validation data and the temperature fitted there when it lowers the
+validation ECE: training/temperature.py), `checkpoints/step_NNNNNN/`, `last/` (checkpoint plus
 training_state.safetensors/json for `runner.resume`), `train_config.yaml`, `history.json`.
 """
 
@@ -39,10 +40,14 @@ from reward_model_ros.training.data import (
     Augment,
     FrameDataset,
     dataset_cameras,
+    episode_modes,
     examples_from,
+    exclude_modes,
     frame_info,
+    mode_counts,
     sample_rows,
 )
+from reward_model_ros.training.hard_negatives import MINED_KEY, mined_sources
 
 BEST_METRICS = {  # name -> True when higher is better
     "val/loss": False,
@@ -73,6 +78,11 @@ class TrainData:
     """keep preprocessed inputs in memory (3*H*W bytes per image)"""
     num_workers: int = 0
     """DataLoader worker processes (0 = load in the training process)"""
+    exclude_modes: list[str] = field(default_factory=list)
+    """episodes whose manifest `mode` is one of these are left out of training and validation"""
+    hard_negative_weight: float = 1.0
+    """sampling weight of mined frames (rows with model_probability: `reward-model hard-negatives`,
+    an RL run's disagreements/) against the other frames of their class"""
 
 
 @dataclass
@@ -196,6 +206,11 @@ class Trainer:
             raise TrainError(f"runner.precision={r.precision!r}: choose auto, fp32 or bf16")
         if r.val_check_interval < 1:
             raise TrainError("runner.val_check_interval must be >= 1")
+        if not self.cfg.data.hard_negative_weight > 0:
+            raise TrainError(
+                f"data.hard_negative_weight={self.cfg.data.hard_negative_weight} must be > 0 (1 = as often "
+                "as the other frames of their class)"
+            )
 
     def _seed(self, seed: int) -> None:
         random.seed(seed)
@@ -248,7 +263,14 @@ class Trainer:
         self.model_cfg = self._with_cameras(cameras)
         self.frames_seen = frame_info(rows, self.data_dir)
         d = self.cfg.data
-        train = sample_rows(train, d.num_samples_per_episode, d.fail_success_ratio, self.cfg.seed)
+        self.episodes_used = {s: episode_modes(part) for s, part in (("train", train), ("val", val))}
+        # mined frames (hard negatives, an RL run's disagreements) are kept whole and weighted
+        mined = [r for r in train if MINED_KEY in r]
+        rest = [r for r in train if MINED_KEY not in r]
+        train = sample_rows(rest, d.num_samples_per_episode, d.fail_success_ratio, self.cfg.seed) + mined
+        self.train_weights = np.array(
+            [d.hard_negative_weight if MINED_KEY in r else 1.0 for r in train for _ in r["images"]]
+        )
         if len({r["label"] for r in train}) < 2:
             raise TrainError(f"{self.data_dir}: the training split has one class only; record both outcomes")
         augment = Augment(d.shift, d.color_jitter) if d.augment else None
@@ -262,13 +284,25 @@ class Trainer:
         """The samples of every dataset, image paths made absolute; episodes of the second and
         later datasets prefixed with their folder name (keys stay unique)."""
         rows = []
+        val_episodes: dict[str, set[str]] = {}
         for k, d in enumerate(self.data_dirs):
-            for r in read_manifest(d):
+            manifest = read_manifest(d)
+            val_episodes[str(d.resolve())] = {r["episode"] for r in manifest if r["split"] == "val"}
+            for r in manifest:
                 r["images"] = {cam: str((d / rel).resolve()) for cam, rel in r["images"].items()}
                 if k:
                     r["episode"] = f"{d.name}:{r['episode']}"
                 rows.append(r)
-        return rows
+        self.mined_from = mined_sources(self.data_dirs)
+        for src in self.mined_from:  # mined from a validation split this run validates on
+            leaked = sorted(val_episodes.get(src["data"], set()) & set(src["episodes"]))
+            if leaked and self.main:
+                self.log(
+                    f"warning: {src['via']} holds frames mined from {len(leaked)} validation episode(s) of "
+                    f"{src['data']} (e.g. {leaked[:3]}): validation figures and the threshold of this run "
+                    "are optimistic; mine on a separate mining set"
+                )
+        return exclude_modes(rows, list(self.cfg.data.exclude_modes), ", ".join(map(str, self.data_dirs)))
 
     def _with_cameras(self, cameras: list[str]) -> ModelConfig:
         """The model config with the dataset's camera names (the contract the checkpoint carries
@@ -284,15 +318,21 @@ class Trainer:
         except ConfigError as exc:
             raise TrainError(f"{exc} (the dataset {self.data_dir} has cameras {cameras})") from exc
 
-    def _loader(self, ds: FrameDataset, epoch: int, per_rank: int) -> DataLoader:
+    def _loader(
+        self, ds: FrameDataset, epoch: int, per_rank: int, weights: np.ndarray | None = None
+    ) -> DataLoader:
         """`per_rank` samples for this process (drawn with replacement when that is more
-        than the data)."""
+        than the data); `weights`: per example, relative within its class
+        (data.hard_negative_weight)."""
         labels = ds.labels()
         gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + epoch * 10 + self.rank)
+        w = np.ones(len(labels)) if weights is None else np.asarray(weights, float)
         if self.cfg.data.balance:
-            counts = np.bincount(labels, minlength=2).astype(float)
-            weights = 1.0 / counts[labels]
+            # every class gets the same share; within a class, the example weights
+            weights = w / np.bincount(labels, weights=w, minlength=2)[labels]
             sampler = WeightedRandomSampler(weights.tolist(), per_rank, replacement=True, generator=gen)
+        elif np.any(w != 1.0):
+            sampler = WeightedRandomSampler(w.tolist(), per_rank, replacement=True, generator=gen)
         else:
             total = per_rank * self.world
             repeats = -(-total // len(ds))
@@ -337,6 +377,7 @@ class Trainer:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
             self._save_config()
+            (self.out / "episodes.json").write_text(json.dumps(self.episodes_used, indent=1) + "\n")
             self._debug_grid(train_ds)
             self.log(
                 f"training {self.model_cfg.arch} on {len(train_ds)} images "
@@ -357,7 +398,7 @@ class Trainer:
             # at least the epoch's steps x accumulation x micro-batch: a dataset smaller than
             # one global batch still makes an optimizer step per epoch
             per_rank = max(len(train_ds) // self.world, steps_per_epoch * accum * cfg.actor.micro_batch_size)
-            loader = self._loader(train_ds, epoch, per_rank)
+            loader = self._loader(train_ds, epoch, per_rank, self.train_weights)
             net.train()
             opt.zero_grad(set_to_none=True)
             micro, running = 0, []
@@ -405,9 +446,11 @@ class Trainer:
                 stop = True
         if bar is not None:
             bar.close()
+        calibration = None
         if self.main:
             self._save(model, self.out / "last", val_metrics, state, opt=opt)
             (self.out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
+            calibration = self._calibrate(val_ds)
         if writer:
             writer.close()
         if self.world > 1:
@@ -415,7 +458,12 @@ class Trainer:
 
             dist.barrier()
             dist.destroy_process_group()
-        return {"state": state, "history": history, "best_model": str(self.out / "best_model")}
+        return {
+            "state": state,
+            "history": history,
+            "best_model": str(self.out / "best_model"),
+            "calibration": calibration,
+        }
 
     def _autocast(self):
         import contextlib
@@ -446,6 +494,33 @@ class Trainer:
         m["threshold"] = threshold
         m["accuracy_at_threshold"] = M.binary_metrics(labels, probs, threshold)["accuracy"]
         return m
+
+    def _calibrate(self, val_ds: FrameDataset) -> dict[str, Any] | None:
+        """Fit the temperature of best_model on the validation frames and store it there (see
+        training/temperature.py). Training's own validation stays on raw probabilities."""
+        from reward_model_ros.core.checkpoint import CheckpointError, store_calibration
+        from reward_model_ros.training.temperature import TemperatureError, describe, fit_calibration
+
+        best = self.out / "best_model"
+        if not (best / "config.json").is_file():
+            return None
+        names = ", ".join(str(d) for d in self.data_dirs)
+        try:
+            model = load_checkpoint(best, device=self.device).model  # as reward_node will score
+            bs = max(self.cfg.actor.micro_batch_size, 64)
+            logits = [
+                model.predict(np.stack([val_ds.image(i) for i in range(s, min(len(val_ds), s + bs))])).logits
+                for s in range(0, len(val_ds), bs)
+            ]
+            cal = fit_calibration(
+                np.concatenate(logits), val_ds.labels(), f"{names} val, {len(val_ds)} frames"
+            )
+            store_calibration(best, cal)
+        except (CheckpointError, TemperatureError) as exc:
+            self.log(f"calibration skipped, {best} keeps temperature 1: {exc}")
+            return None
+        self.log(describe(cal))
+        return cal
 
     def _after_validation(self, model, opt, state, m, writer, history, train_loss) -> bool:
         r = self.cfg.runner
@@ -523,6 +598,10 @@ class Trainer:
             "epoch": state["epoch"],
             "validation": {k: v for k, v in m.items() if isinstance(v, (int, float)) and v == v},
             "seed": self.cfg.seed,
+            "exclude_modes": list(self.cfg.data.exclude_modes),
+            "modes": mode_counts(getattr(self, "episodes_used", {})),
+            # frames mined from these episodes were trained on: evaluate refuses them
+            **({"mined_from": self.mined_from} if getattr(self, "mined_from", None) else {}),
             # what reward_node's validity checks compare incoming frames with
             **getattr(self, "frames_seen", {}),
         }
