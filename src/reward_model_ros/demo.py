@@ -176,9 +176,13 @@ def replay(cfg: DemoConfig, checkpoint: Path) -> dict:
             listener.spin_until(lambda: not bridge.alive(), cfg.timeout + 60.0 * 2 * n)
             listener.spin_until(lambda: False, 1.0)
         finally:
-            if bridge is not None:
-                bridge.stop()
+            bridge_code = bridge.stop() if bridge is not None else None
             reward.stop()
+    if not any(e.event != EpisodeEvent.START for e in events):
+        raise RuntimeError(
+            f"replay: no episode ended (the bridge exited with code {bridge_code}; log "
+            f"{cfg.out_dir / 'logs' / 'replay_bridge.log'}):\n{bridge.output()[-3000:]}"
+        )
     report = _replay_report(cfg, events, labels, listener.received)
     decision = [line for line in reward.output().splitlines() if "decision: " in line]
     report["decision"] = decision[0].split("decision: ", 1)[1] if decision else ""
