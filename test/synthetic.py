@@ -86,3 +86,31 @@ def make_mode_dataset(
                 )
     (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root
+
+
+# `reward-model train` overrides for tests: a one-step, 32x32 resnet10 on the CPU
+TINY_TRAIN = [
+    "model.arch=resnet10",
+    "model.image_size=[3,32,32]",
+    "model.hidden_dim=16",
+    "actor.global_batch_size=16",
+    "actor.micro_batch_size=16",
+    "runner.max_steps=1",
+    "runner.save_interval=0",
+    "runner.progress=false",
+    "runner.precision=fp32",
+    "device=cpu",
+]
+
+
+def tiny_train_config(out: Path, *overrides: str):
+    """The shipped training config with TINY_TRAIN and `overrides`, writing under `out`."""
+    from reward_model_ros.core.overrides import apply_overrides
+    from reward_model_ros.paths import share_dir
+    from reward_model_ros.training.train import TrainConfig
+
+    return apply_overrides(
+        TrainConfig(),
+        [*TINY_TRAIN, f"runner.output_dir={out}", f"runner.logger.log_path={out / 'logs'}", *overrides],
+        [share_dir() / "config" / "train_reward.yaml"],
+    )

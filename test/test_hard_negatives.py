@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from synthetic import make_dataset
+from synthetic import TINY_TRAIN, make_dataset
+from synthetic import tiny_train_config as config
 
 from reward_model_ros.core.checkpoint import load_checkpoint
-from reward_model_ros.core.overrides import apply_overrides
 from reward_model_ros.data.dataset import read_manifest
-from reward_model_ros.paths import share_dir
 from reward_model_ros.training.data import examples_from
 from reward_model_ros.training.evaluate import evaluate
 from reward_model_ros.training.hard_negatives import (
@@ -24,29 +23,9 @@ from reward_model_ros.training.hard_negatives import (
     HardNegativeError,
     export_hard_negatives,
 )
-from reward_model_ros.training.train import TrainConfig, Trainer, train
+from reward_model_ros.training.train import Trainer, train
 
 EXE = Path(sys.executable).parent / "reward-model"
-TINY = [
-    "model.arch=resnet10",
-    "model.image_size=[3,32,32]",
-    "model.hidden_dim=16",
-    "actor.global_batch_size=16",
-    "actor.micro_batch_size=16",
-    "runner.max_steps=1",
-    "runner.save_interval=0",
-    "runner.progress=false",
-    "runner.precision=fp32",
-    "device=cpu",
-]
-
-
-def config(out: Path, *overrides: str):
-    return apply_overrides(
-        TrainConfig(),
-        [*TINY, f"runner.output_dir={out}", f"runner.logger.log_path={out / 'logs'}", *overrides],
-        [share_dir() / "config" / "train_reward.yaml"],
-    )
 
 
 def fake_evaluation(ds: Path, out: Path, seed: int = 0) -> dict[tuple[str, int], dict]:
@@ -158,8 +137,9 @@ def test_train_hard_negatives_in_one_command_and_evaluate_refuses_on_the_command
     assert out.returncode == 0 and "disagreeing frame(s)" in out.stdout, out.stderr
     run = tmp_path / "run"
     where = [f"runner.output_dir={run}", f"runner.logger.log_path={run / 'logs'}"]
+    cmd = [str(EXE), "train", "--data", str(ds), "--hard-negatives", str(tmp_path / "eval")]
     out = subprocess.run(
-        [str(EXE), "train", "--data", str(ds), "--hard-negatives", str(tmp_path / "eval"), *TINY, *where],
+        [*cmd, *TINY_TRAIN, *where],
         capture_output=True,
         text=True,
         timeout=300,

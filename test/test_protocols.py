@@ -9,33 +9,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from synthetic import make_mode_dataset
+from synthetic import TINY_TRAIN, make_mode_dataset
+from synthetic import tiny_train_config as config
 
 from reward_model_ros.core.checkpoint import load_checkpoint
-from reward_model_ros.core.overrides import apply_overrides
 from reward_model_ros.data.dataset import read_manifest
-from reward_model_ros.paths import share_dir
 from reward_model_ros.training.protocols import (
     REFERENCE,
     ProtocolError,
     format_table,
     leave_one_mode_out,
 )
-from reward_model_ros.training.train import TrainConfig, Trainer, TrainError
+from reward_model_ros.training.train import Trainer, TrainError
 
 EXE = Path(sys.executable).parent / "reward-model"
-TINY = [
-    "model.arch=resnet10",
-    "model.image_size=[3,32,32]",
-    "model.hidden_dim=16",
-    "actor.global_batch_size=16",
-    "actor.micro_batch_size=16",
-    "runner.max_steps=1",
-    "runner.save_interval=0",
-    "runner.progress=false",
-    "runner.precision=fp32",
-    "device=cpu",
-]
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +33,6 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def heldout(tmp_path_factory) -> Path:
     return make_mode_dataset(tmp_path_factory.mktemp("heldout"), per_outcome=2, seed=7)
-
-
-def config(out: Path, *overrides: str):
-    return apply_overrides(
-        TrainConfig(),
-        [*TINY, f"runner.output_dir={out}", f"runner.logger.log_path={out / 'logs'}", *overrides],
-        [share_dir() / "config" / "train_reward.yaml"],
-    )
 
 
 def _modes(rows) -> dict[str, str]:
@@ -146,7 +125,7 @@ def test_lomo_command_line_errors_name_the_fix(data, heldout, tmp_path):
             *where,
             "--modes",
             "green,red",
-            *TINY,
+            *TINY_TRAIN,
         ],
         capture_output=True,
         text=True,
