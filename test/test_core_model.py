@@ -49,6 +49,31 @@ def test_reduced_precision_stays_close_to_fp32(precision):
     assert np.abs(low - ref).max() < 0.05
 
 
+@pytest.mark.parametrize(("precision", "tolerance"), [("fp32", 1e-5), ("bf16", 0.02)])
+def test_frozen_graph_scores_like_the_eager_model_at_any_batch_size(precision, tolerance):
+    """model.optimize=freeze: predict goes through a traced, frozen copy (bf16 weights for
+    bf16), built on first use for any batch size, dropped when the model trains again."""
+    torch.manual_seed(0)
+    eager = ResNetRewardModel(ModelConfig(arch="resnet10", image_size=[3, 64, 64]))
+    fast = ResNetRewardModel(ModelConfig(arch="resnet10", image_size=[3, 64, 64], precision=precision))
+    fast.cfg.optimize = "freeze"
+    fast.load_state_dict(eager.state_dict())
+    fast.eval()  # as load_checkpoint leaves it
+    fast.temperature = eager.temperature = 1.7
+    for n in (1, 3, 8):  # traced at batch 1, then other sizes
+        x = images(n)
+        assert np.abs(fast.predict(x).probabilities - eager.predict(x).probabilities).max() < tolerance
+    assert list(fast._graphs) == ["cpu"]  # the frozen graph scored them, not the eager model
+    assert set(fast.state_dict()) == set(eager.state_dict())  # the graph is no submodule
+    fast.train()
+    assert not fast._graphs  # weights may change in training: the graph is rebuilt after
+    fast.eval()
+    with torch.no_grad():
+        fast.head[-1].bias += 5.0
+    fast.load_state_dict(fast.state_dict())
+    assert fast.predict(images(2)).probabilities.min() > eager.predict(images(2)).probabilities.min()
+
+
 def test_uint8_and_float_inputs_agree():
     torch.manual_seed(0)
     model = ResNetRewardModel(ModelConfig(arch="resnet10", image_size=[3, 64, 64]))
@@ -113,6 +138,7 @@ def test_unfrozen_backbone_trains():
         ({"dropout": 1.0}, r"model.dropout=1.0"),
         ({"image_size": [1, 128, 128]}, r"model.image_size=\[1, 128, 128\]"),
         ({"precision": "int8"}, r"model.precision='int8'"),
+        ({"optimize": "jit"}, r"model.optimize='jit': must be one of none, freeze"),
         ({"crop_boxes": {"front": [10, 10, 5, 20]}}, r"crop_boxes\['front'\]"),
         ({"pretrained": True, "pretrained_path": "x.safetensors"}, r"both set"),
     ],

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from reward_model_ros.core.config import OPTIMIZE, PRECISIONS
+
 
 def _print_results(results) -> None:
     width = max(len(r.name) for r in results)
@@ -255,6 +257,7 @@ def evaluate_command(args) -> int:
             fusion=args.fusion,
             store=args.store,
             allow_trained_episodes=args.allow_trained_episodes,
+            model_overrides={"precision": args.precision, "optimize": args.optimize},
         )
     except (CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -555,6 +558,15 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="write the recommended threshold, debounce and fusion into the checkpoint (default), "
         "so that reward_node, predict and the RL reward use them",
+    )
+    ev.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=None,
+        help="inference precision (default: the checkpoint's)",
+    )
+    ev.add_argument(
+        "--optimize", choices=OPTIMIZE, default=None, help="inference graph (default: the checkpoint's)"
     )
     ev.add_argument(
         "--allow-trained-episodes",

@@ -8,6 +8,7 @@ from typing import Any
 ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50")
 PRECISIONS = ("fp32", "bf16", "fp16")
 RESIZE_MODES = ("center_crop", "stretch")
+OPTIMIZE = ("none", "freeze")
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,10 @@ class ModelConfig:
     """apply ImageNet mean/std normalisation inside the model"""
     precision: str = "fp32"
     """inference/training precision: fp32, bf16 (autocast) or fp16 (autocast)"""
+    optimize: str = "none"
+    """inference graph: none (eager) or freeze (traced, frozen TorchScript: oneDNN fuses
+    conv+BN+ReLU; with precision bf16 the weights are cast to bf16 once instead of autocast on
+    every call). Inference only: training always runs eager"""
     pretrained: bool = False
     """start from torchvision's ImageNet weights (downloads them: needs internet once)"""
     pretrained_path: str = ""
@@ -63,6 +68,8 @@ class ModelConfig:
             raise bad("image_size", "must be [3, height, width] with height and width >= 32")
         if self.precision not in PRECISIONS:
             raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
+        if self.optimize not in OPTIMIZE:
+            raise bad("optimize", f"must be one of {', '.join(OPTIMIZE)}")
         if self.resize_mode not in RESIZE_MODES:
             raise bad("resize_mode", f"must be one of {', '.join(RESIZE_MODES)}")
         for cam, box in self.crop_boxes.items():

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
+import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +30,7 @@ _BACKBONES = {
     "resnet50": (resnet.Bottleneck, [3, 4, 6, 3], 2048, resnet.ResNet50_Weights.IMAGENET1K_V2),
 }
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_FREEZE_LOCK = threading.Lock()  # one graph built at a time (the node scores from several threads)
 
 
 @dataclass
@@ -109,12 +113,15 @@ class ResNetRewardModel(nn.Module):
         if cfg.freeze_backbone:
             self.backbone.requires_grad_(False)
         self.to(memory_format=torch.channels_last)
+        self._graphs: dict[str, torch.jit.ScriptModule] = {}  # model.optimize=freeze: built on first use
         self.temperature = 1.0
         """calibration: `predict` gives sigmoid(logit / temperature); load_checkpoint sets it from
         config.json `calibration` (1 = uncalibrated). forward() always returns raw logits."""
 
     def train(self, mode: bool = True) -> ResNetRewardModel:
         super().train(mode)
+        if mode:
+            self._graphs.clear()  # the weights may change: a frozen graph would be stale
         if self.cfg.freeze_backbone:
             self.backbone.eval()  # frozen BatchNorm statistics stay as loaded
         return self
@@ -148,7 +155,7 @@ class ResNetRewardModel(nn.Module):
         self.eval()
         try:
             batch = torch.as_tensor(images).to(self.device, non_blocking=True)
-            logits = self(batch)
+            logits = self._frozen(batch)(batch).float() if self.cfg.optimize == "freeze" else self(batch)
         finally:
             self.train(was_training)
         probs = torch.sigmoid(logits / self.temperature)
@@ -156,5 +163,50 @@ class ResNetRewardModel(nn.Module):
             probs.cpu().numpy().astype(np.float32), logits.cpu().numpy().astype(np.float32)
         )
 
+    def load_state_dict(self, *args, **kwargs):
+        self._graphs.clear()
+        return super().load_state_dict(*args, **kwargs)
+
+    def _frozen(self, example: torch.Tensor) -> torch.jit.ScriptModule:
+        """The inference graph of model.optimize=freeze: a copy of the network (in bf16/fp16
+        weights for those precisions) traced on `example`, frozen and, on the CPU, optimised
+        for inference (oneDNN conv+BN+ReLU fusion). It takes any batch size."""
+        key = str(self.device)
+        graph = self._graphs.get(key)
+        if graph is not None:
+            return graph
+        with _FREEZE_LOCK:
+            if key not in self._graphs:
+                net = _Inference(self, _DTYPES.get(self.cfg.precision, torch.float32)).eval()
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # TorchScript's deprecation notes
+                    graph = torch.jit.freeze(torch.jit.trace(net, example))
+                    if self.device.type == "cpu":
+                        graph = torch.jit.optimize_for_inference(graph)
+                    for _ in range(2):  # the profiling executor specialises on its first calls
+                        graph(example)
+                self._graphs[key] = graph
+        return self._graphs[key]
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+
+class _Inference(nn.Module):
+    """uint8 or float images -> logits, in one dtype throughout (no autocast): a copy of a
+    ResNetRewardModel's backbone and head for model.optimize=freeze."""
+
+    def __init__(self, model: ResNetRewardModel, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.backbone = copy.deepcopy(model.backbone).to(dtype)
+        self.head = copy.deepcopy(model.head).to(dtype)
+        self.register_buffer("mean", model.mean.clone())
+        self.register_buffer("std", model.std.clone())
+        self.normalize, self.dtype = model.cfg.normalize, dtype
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        if self.normalize:
+            x = (x - self.mean) / self.std
+        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+        return self.head(self.backbone(x)).float().squeeze(1)

@@ -80,8 +80,11 @@ def evaluate(
     fusion: str = "mean",
     store: bool = True,
     allow_trained_episodes: bool = False,
+    model_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Metrics and plots of `checkpoint` on a dataset split; with `store`, the recommended
+    """Metrics and plots of `checkpoint` on a dataset split (`model_overrides`: runtime model
+    settings such as precision or optimize, as reward_node's parameters give them, to measure
+    a faster setting's accuracy); with `store`, the recommended
     threshold, debounce and fusion are written into the checkpoint (config.json
     `recommended`), unless the frames are the checkpoint's own training data.
 
@@ -89,7 +92,7 @@ def evaluate(
         hard negatives (`training.mined_from`), unless `allow_trained_episodes` (then the
         report names them and nothing is stored).
     """
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = load_checkpoint(checkpoint, model_overrides)
     rows = read_manifest(data)
     if split != "all":
         rows = [r for r in rows if r["split"] == split]
@@ -124,6 +127,7 @@ def evaluate(
     report = {
         "checkpoint": str(checkpoint),
         "model_id": ckpt.model_id,
+        "inference": {"precision": ckpt.config.precision, "optimize": ckpt.config.optimize},
         "data": str(data),
         "split": split,
         "samples": len(rows),
