@@ -74,6 +74,15 @@ def test_frozen_graph_scores_like_the_eager_model_at_any_batch_size(precision, t
     assert fast.predict(images(2)).probabilities.min() > eager.predict(images(2)).probabilities.min()
 
 
+def test_fast_inference_is_bf16_frozen_only_where_bf16_is_native(monkeypatch):
+    import reward_model_ros.core.model as model_module
+
+    monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: True)
+    assert model_module.fast_inference(torch.device("cpu")) == ("bf16", "freeze")
+    monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: False)  # emulated bf16 is slower
+    assert model_module.fast_inference(torch.device("cpu")) == ("fp32", "none")
+
+
 def test_uint8_and_float_inputs_agree():
     torch.manual_seed(0)
     model = ResNetRewardModel(ModelConfig(arch="resnet10", image_size=[3, 64, 64]))

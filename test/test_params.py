@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from reward_model_ros.nodes.params import (
     Param,
     all_of,
@@ -34,3 +36,24 @@ def test_param_validate_and_names():
     assert p.validate(10.0) is None and p.validate(-1.0) == "must be > 0"
     assert Param("free", "x", "no check").validate("anything") is None
     assert parameter_names([p]) == {"rate", "use_sim_time"}
+
+
+@pytest.mark.parametrize(
+    ("native", "precision", "optimize", "want"),
+    [
+        (True, "auto", "auto", ("bf16", "freeze")),
+        (False, "auto", "auto", ("fp32", "none")),
+        (True, "fp32", "auto", ("fp32", "none")),  # an explicit precision keeps its eager graph
+        (True, "auto", "none", ("bf16", "none")),
+        (False, "bf16", "freeze", ("bf16", "freeze")),  # explicit settings are taken as given
+    ],
+)
+def test_reward_node_resolves_auto_precision_and_graph(monkeypatch, native, precision, optimize, want):
+    from reward_model_ros.nodes import reward
+
+    fast = ("bf16", "freeze") if native else ("fp32", "none")
+    monkeypatch.setattr(reward, "fast_inference", lambda device: fast)
+    p = {d.name: d.default for d in reward.PARAMETERS}
+    p.update({"model.precision": precision, "model.optimize": optimize})
+    got = reward._model_overrides(p)
+    assert (got["precision"], got["optimize"]) == want

@@ -91,6 +91,27 @@ def _load_backbone_file(net: nn.Module, path: Path) -> None:
         )
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated
+    and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def fast_inference(device: torch.device) -> tuple[str, str]:
+    """(precision, optimize) that score fastest on `device` within 0.5 accuracy points of fp32
+    (measured: docs/benchmarks.md): bf16 in a frozen graph where the hardware has bf16, else
+    eager fp32."""
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = device.type == "cpu" and cpu_has_bf16()
+    return ("bf16", "freeze") if native else ("fp32", "none")
+
+
 class ResNetRewardModel(nn.Module):
     """Success classifier: images (N, 3, H, W) -> success logits (N,).
 

@@ -34,6 +34,7 @@ from reward_model_ros.core.config import ARCHS, OPTIMIZE, PRECISIONS, RESIZE_MOD
 from reward_model_ros.core.debug import annotate, debug_writer
 from reward_model_ros.core.images import ImageEncodingError, compressed_size
 from reward_model_ros.core.inference import pick_device
+from reward_model_ros.core.model import fast_inference
 from reward_model_ros.core.pipeline import (
     REWARD_KEYS,
     FrameSet,
@@ -192,17 +193,18 @@ PARAMETERS = (
     ),
     Param(
         "model.precision",
-        "fp32",
-        "fp32 | bf16 | fp16 (autocast) for inference",
-        one_of(*PRECISIONS),
+        "auto",
+        "auto (bf16 where the CPU has AVX-512 BF16/AMX or on CUDA, else fp32) | fp32 | bf16 | fp16 "
+        "(autocast unless model.optimize is freeze) for inference",
+        one_of("auto", *PRECISIONS),
         read_only=True,
     ),
     Param(
         "model.optimize",
-        "none",
-        "none (eager) | freeze (frozen TorchScript; with bf16, weights cast once: 1.4x at one frame, "
-        "2.1x at two, on a 2-core AVX-512 BF16 CPU, docs/benchmarks.md)",
-        one_of(*OPTIMIZE),
+        "auto",
+        "auto (freeze with bf16, else none) | none (eager) | freeze (frozen TorchScript; with bf16 "
+        "the weights are cast once: 1.4x at one frame, 2.1x at two on a 2-core AVX-512 BF16 CPU)",
+        one_of("auto", *OPTIMIZE),
         read_only=True,
     ),
     Param(
@@ -330,13 +332,20 @@ PARAMETERS = (
 
 
 def _model_overrides(p: dict) -> dict:
+    precision, optimize = p["model.precision"], p["model.optimize"]
+    if "auto" in (precision, optimize):
+        fast_precision, fast_optimize = fast_inference(pick_device(p["model.device"]))
+        precision = fast_precision if precision == "auto" else precision
+        optimize = (
+            (fast_optimize if precision == fast_precision else "none") if optimize == "auto" else optimize
+        )
     return {
         "arch": p["model.arch"] or None,
         "hidden_dim": p["model.hidden_dim"] or None,
         "image_size": p["model.image_size"] or None,
         "normalize": {"": None, "true": True, "false": False}[p["model.normalize"]],
-        "precision": p["model.precision"],
-        "optimize": p["model.optimize"],
+        "precision": precision,
+        "optimize": optimize,
         "resize_mode": p["model.resize_mode"] or None,
     }
 

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from reward_model_ros.core.checkpoint import load_checkpoint, save_checkpoint
 from reward_model_ros.core.config import ConfigError, ModelConfig
-from reward_model_ros.core.model import ResNetRewardModel
+from reward_model_ros.core.model import ResNetRewardModel, cpu_has_bf16
 from reward_model_ros.core.overrides import to_plain
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
@@ -154,14 +154,6 @@ class TrainConfig:
 
 class TrainError(ValueError):
     """A configuration or dataset the trainer cannot work with; says what to change."""
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _model_config(cfg) -> ModelConfig:
