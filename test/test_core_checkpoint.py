@@ -22,9 +22,12 @@ def ckpt(tmp_path):
 
 def test_round_trip_gives_the_same_predictions(ckpt):
     path, model = ckpt
-    loaded = load_checkpoint(path)
+    loaded = load_checkpoint(path, {"precision": model.cfg.precision, "optimize": "none"})
     x = np.random.default_rng(0).integers(0, 256, (2, 3, 64, 64), np.uint8)
-    assert np.array_equal(loaded.model.predict(x).logits, model.predict(x).logits)
+    assert np.array_equal(loaded.model.predict(x).logits, model.predict(x).logits)  # the same weights
+    # by default it scores as every loader does (bf16 in a frozen graph where that is native)
+    fast = load_checkpoint(path)
+    assert np.abs(fast.model.predict(x).probabilities - model.predict(x).probabilities).max() < 0.01
     assert loaded.threshold == pytest.approx(0.62)
     assert loaded.config.camera_names == ["front"] and loaded.training == {"epochs": 3}
     assert loaded.model_id.startswith("pick_v1@") and len(loaded.model_id) == len("pick_v1@") + 12
@@ -129,3 +132,21 @@ def test_bad_config_fields(ckpt, edit, match):
     path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=match):
         load_checkpoint(ckpt[0])
+
+
+def test_every_loader_scores_with_the_same_resolved_inference_settings(tmp_path, monkeypatch):
+    """load_checkpoint, which reward_node, evaluate, predict and the RL reward all use, runs
+    bf16 in a frozen graph where bf16 is native, eager fp32 elsewhere, whatever precision
+    the checkpoint was trained in; explicit overrides win."""
+    import reward_model_ros.core.model as model_module
+
+    path = tmp_path / "ckpt"
+    save_checkpoint(path, untrained(ModelConfig(arch="resnet10", image_size=[3, 32, 32]), 0.5).model, 0.5)
+    monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: True)
+    cfg = load_checkpoint(path).config
+    assert (cfg.precision, cfg.optimize) == ("bf16", "freeze")
+    cfg = load_checkpoint(path, {"precision": "fp32"}).config
+    assert (cfg.precision, cfg.optimize) == ("fp32", "none")
+    monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: False)
+    cfg = load_checkpoint(path).config
+    assert (cfg.precision, cfg.optimize) == ("fp32", "none")

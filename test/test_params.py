@@ -49,10 +49,11 @@ def test_param_validate_and_names():
     ],
 )
 def test_reward_node_resolves_auto_precision_and_graph(monkeypatch, native, precision, optimize, want):
+    import reward_model_ros.core.model as model_module
     from reward_model_ros.nodes import reward
 
     fast = ("bf16", "freeze") if native else ("fp32", "none")
-    monkeypatch.setattr(reward, "fast_inference", lambda device: fast)
+    monkeypatch.setattr(model_module, "fast_inference", lambda device: fast)
     p = {d.name: d.default for d in reward.PARAMETERS}
     p.update({"model.precision": precision, "model.optimize": optimize})
     got = reward._model_overrides(p)

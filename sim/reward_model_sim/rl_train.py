@@ -73,7 +73,8 @@ class RewardSection:
     terminate_on_success: bool = True
     """the debounced success decision ends the episode (HIL-SERL)"""
     precision: str = ""
-    """classifier inference precision (fp32 | bf16); empty = the checkpoint's"""
+    """classifier inference precision (fp32 | bf16); empty = auto (bf16 in a frozen graph where
+    bf16 is native, as reward_node)"""
     device: str = "auto"
     """classifier device: auto | cpu | cuda"""
     camera_names: list[str] = field(default_factory=list)

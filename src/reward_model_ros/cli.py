@@ -563,10 +563,10 @@ def main(argv: list[str] | None = None) -> int:
         "--precision",
         choices=PRECISIONS,
         default=None,
-        help="inference precision (default: the checkpoint's)",
+        help="inference precision (default: auto, as reward_node: bf16 where native)",
     )
     ev.add_argument(
-        "--optimize", choices=OPTIMIZE, default=None, help="inference graph (default: the checkpoint's)"
+        "--optimize", choices=OPTIMIZE, default=None, help="inference graph (default: auto, as reward_node)"
     )
     ev.add_argument(
         "--allow-trained-episodes",

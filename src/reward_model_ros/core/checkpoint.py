@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from reward_model_ros.core.config import ConfigError, ModelConfig
-from reward_model_ros.core.model import ResNetRewardModel
+from reward_model_ros.core.model import ResNetRewardModel, resolve_inference
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +313,11 @@ def load_checkpoint(
     overrides = dict(overrides or {})
     check_overrides(saved, overrides, str(directory))
     runtime = {k: v for k, v in overrides.items() if k not in STRUCTURAL_KEYS and v is not None}
+    # how to run it is not the checkpoint's to say (it holds the training precision): every
+    # loader (reward_node, evaluate, predict, the RL reward) scores alike, auto unless told
+    runtime["precision"], runtime["optimize"] = resolve_inference(
+        runtime.get("precision", "auto"), runtime.get("optimize", "auto"), device
+    )
     cfg = ModelConfig.from_dict({**saved.to_dict(), **runtime, "pretrained": False, "pretrained_path": ""})
 
     weights = directory / WEIGHTS

@@ -112,6 +112,19 @@ def fast_inference(device: torch.device) -> tuple[str, str]:
     return ("bf16", "freeze") if native else ("fp32", "none")
 
 
+def resolve_inference(precision: str, optimize: str, device: torch.device | str) -> tuple[str, str]:
+    """`auto` precision / optimize as every scorer resolves it: bf16 in a frozen graph where
+    bf16 is native on `device`, else eager fp32; an explicit precision keeps the eager graph
+    unless optimize is given too."""
+    if "auto" not in (precision, optimize):
+        return precision, optimize
+    fast_precision, fast_optimize = fast_inference(torch.device(device))
+    precision = fast_precision if precision == "auto" else precision
+    if optimize == "auto":
+        optimize = fast_optimize if precision == fast_precision else "none"
+    return precision, optimize
+
+
 class ResNetRewardModel(nn.Module):
     """Success classifier: images (N, 3, H, W) -> success logits (N,).
 

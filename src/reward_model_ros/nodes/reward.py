@@ -34,7 +34,7 @@ from reward_model_ros.core.config import ARCHS, OPTIMIZE, PRECISIONS, RESIZE_MOD
 from reward_model_ros.core.debug import annotate, debug_writer
 from reward_model_ros.core.images import ImageEncodingError, compressed_size
 from reward_model_ros.core.inference import pick_device
-from reward_model_ros.core.model import fast_inference
+from reward_model_ros.core.model import resolve_inference
 from reward_model_ros.core.pipeline import (
     REWARD_KEYS,
     FrameSet,
@@ -332,13 +332,9 @@ PARAMETERS = (
 
 
 def _model_overrides(p: dict) -> dict:
-    precision, optimize = p["model.precision"], p["model.optimize"]
-    if "auto" in (precision, optimize):
-        fast_precision, fast_optimize = fast_inference(pick_device(p["model.device"]))
-        precision = fast_precision if precision == "auto" else precision
-        optimize = (
-            (fast_optimize if precision == fast_precision else "none") if optimize == "auto" else optimize
-        )
+    precision, optimize = resolve_inference(
+        p["model.precision"], p["model.optimize"], pick_device(p["model.device"])
+    )
     return {
         "arch": p["model.arch"] or None,
         "hidden_dim": p["model.hidden_dim"] or None,
