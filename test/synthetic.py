@@ -21,13 +21,7 @@ def make_dataset(root: Path, episodes: int = 8, frames: int = 12, size: int = 48
         split = "val" if (e // 2) % 4 == 3 else "train"
         for i in range(frames):
             label = int(success and i >= frames // 2)
-            img = rng.integers(40, 90, (size, size, 3), np.uint8)
-            cx, cy = (int(v) for v in rng.integers(size // 4, 3 * size // 4, 2))
-            colour = (0, 200, 0) if label else (200, 0, 0)  # RGB
-            cv2.circle(img, (cx, cy), size // 6, colour, -1)
-            rel = f"images/{key}/{i:06d}_camera.png"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+            rel = _disc_frame(root, rng, key, i, size, (0, 200, 0) if label else (200, 0, 0))
             rows.append(
                 {
                     "episode": key,
@@ -64,13 +58,8 @@ def make_mode_dataset(
             key = f"{mode}{e:02d}"
             for i in range(frames):
                 label = int(mode == "success" and i >= frames // 2)
-                img = rng.integers(40, 90, (size, size, 3), np.uint8)
-                cx, cy = (int(v) for v in rng.integers(size // 4, 3 * size // 4, 2))
                 colour = (0, 200, 0) if label else MODE_COLOURS.get(mode, (120, 120, 120))
-                cv2.circle(img, (cx, cy), size // 6, colour, -1)
-                rel = f"images/{key}/{i:06d}_camera.png"
-                (root / rel).parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                rel = _disc_frame(root, rng, key, i, size, colour)
                 rows.append(
                     {
                         "episode": key,
@@ -114,3 +103,15 @@ def tiny_train_config(out: Path, *overrides: str):
         [*TINY_TRAIN, f"runner.output_dir={out}", f"runner.logger.log_path={out / 'logs'}", *overrides],
         [share_dir() / "config" / "train_reward.yaml"],
     )
+
+
+def _disc_frame(root: Path, rng: np.random.Generator, key: str, i: int, size: int, colour) -> str:
+    """A noisy size x size frame with a disc of `colour` (RGB) at a random place, written as
+    images/<key>/<i>_camera.png under `root`; returns that relative path."""
+    img = rng.integers(40, 90, (size, size, 3), np.uint8)
+    cx, cy = (int(v) for v in rng.integers(size // 4, 3 * size // 4, 2))
+    cv2.circle(img, (cx, cy), size // 6, colour, -1)
+    rel = f"images/{key}/{i:06d}_camera.png"
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(root / rel), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    return rel
