@@ -77,6 +77,12 @@ ALL_MODES = {m for modes in TASK_MODES.values() for m in modes}
 MAX_SEED = 2**31 - 1
 RESET_TIMEOUT_S = 60.0
 
+
+def _six_or_none(pose) -> str | None:
+    """A camera pose parameter: eye and look-at point, or empty."""
+    return None if len(pose) in (0, 6) else "must be 6 numbers (eye, target) or empty"
+
+
 PARAMETERS = (
     Param("task", "PickCube-v1", "ManiSkill task", one_of(*TASKS), read_only=True),
     Param(
@@ -101,7 +107,7 @@ PARAMETERS = (
         "camera_pose",
         [],
         "sensor camera [eye x, y, z, target x, y, z] in metres, world frame; empty = the task's camera",
-        lambda v: None if len(v) in (0, 6) else "must be 6 numbers (eye, target) or empty",
+        _six_or_none,
         read_only=True,
         array_type="double",
     ),
@@ -117,7 +123,7 @@ PARAMETERS = (
         [],
         "a second sensor camera, side_camera, [eye x, y, z, target x, y, z] in metres, world frame, "
         "the first one's size (published on side_camera/image_raw); empty = none",
-        lambda v: None if len(v) in (0, 6) else "must be 6 numbers (eye, target) or empty",
+        _six_or_none,
         read_only=True,
         array_type="double",
     ),

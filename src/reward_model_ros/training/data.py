@@ -207,3 +207,10 @@ class FrameDataset(Dataset):
 
     def labels(self) -> np.ndarray:
         return np.array([e.label for e in self.examples], int)
+
+
+def is_training_data(ckpt, data: Path, split: str) -> bool:
+    """Whether split `split` of `data` holds frames the checkpoint was trained on."""
+    trained_on = ckpt.training.get("data") or []
+    trained_on = [trained_on] if isinstance(trained_on, str) else trained_on
+    return split in ("train", "all") and data.resolve() in {Path(d).resolve() for d in trained_on}

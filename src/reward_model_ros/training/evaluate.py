@@ -32,7 +32,7 @@ from reward_model_ros.core.reward import Debouncer, decide, fuse
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.data import load_frame, load_rgb
+from reward_model_ros.training.data import is_training_data, load_frame, load_rgb
 from reward_model_ros.training.hard_negatives import trained_episodes
 
 log = logging.getLogger(__name__)
@@ -186,9 +186,7 @@ def evaluate(
 
 def _store(ckpt, checkpoint: Path, data: Path, split: str, report: dict) -> str:
     """Write the recommendation into the checkpoint; returns what was done, for the report."""
-    trained_on = ckpt.training.get("data") or []
-    trained_on = [trained_on] if isinstance(trained_on, str) else trained_on
-    if data.resolve() in {Path(d).resolve() for d in trained_on} and split in ("train", "all"):
+    if is_training_data(ckpt, data, split):
         return (
             f"not stored: split {split!r} of {data} holds the checkpoint's training frames; evaluate on "
             "split val or on held-out episodes"

@@ -24,7 +24,7 @@ from reward_model_ros.core.checkpoint import Checkpoint, load_checkpoint, store_
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.data import load_frame
+from reward_model_ros.training.data import is_training_data, load_frame
 
 T_MIN, T_MAX = 0.05, 20.0
 """the temperatures searched"""
@@ -141,13 +141,6 @@ def split_logits(
         if frames:
             logits.append(ckpt.model.predict(scorer.preprocess.batch(frames, cameras)).logits)
     return (np.concatenate(logits) if logits else np.zeros(0, np.float32)), np.array(labels, int), invalid
-
-
-def is_training_data(ckpt: Checkpoint, data: Path, split: str) -> bool:
-    """Whether split `split` of `data` holds frames the checkpoint was trained on."""
-    trained_on = ckpt.training.get("data") or []
-    trained_on = [trained_on] if isinstance(trained_on, str) else trained_on
-    return split in ("train", "all") and data.resolve() in {Path(d).resolve() for d in trained_on}
 
 
 def calibrate(checkpoint: Path, data: Path, split: str = "val") -> dict[str, Any]:
