@@ -77,6 +77,50 @@ def make_mode_dataset(
     return root
 
 
+def make_two_view_dataset(
+    root: Path, per_outcome: int = 4, frames: int = 6, size: int = 32, seed: int = 0
+) -> Path:
+    """Two cameras, `front` and `side`, where only the relation between the views tells the
+    outcome: a success sample shows discs of the same colour in both views (modes `green`,
+    `red`), a failure sample different colours (`front_green`, `side_green`). Every colour is
+    as often success as failure in each view, so a model judging each view alone cannot do
+    better than chance, whatever the fusion; a joint one can. The last episode of each mode
+    goes to validation."""
+    rng = np.random.default_rng(seed)
+    green, red = (0, 200, 0), (200, 0, 0)
+    views = {
+        "green": (green, green),
+        "red": (red, red),
+        "front_green": (green, red),
+        "side_green": (red, green),
+    }
+    success = {"green", "red"}
+    rows = []
+    for mode, (front, side) in views.items():
+        for e in range(per_outcome):
+            key = f"{mode}{e:02d}"
+            for i in range(frames):
+                images = {}
+                for cam, colour in (("front", front), ("side", side)):
+                    rel = _disc_frame(root, rng, f"{key}_{cam}", i, size, colour)
+                    images[cam] = rel
+                rows.append(
+                    {
+                        "episode": key,
+                        "frame": i,
+                        "stamp_ns": i * 50_000_000,
+                        "label": int(mode in success),
+                        "episode_label": int(mode in success),
+                        "split": "val" if e == per_outcome - 1 else "train",
+                        "images": images,
+                        "seed": seed * 1000 + e,
+                        "mode": mode,
+                    }
+                )
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
 # `reward-model train` overrides for tests: a one-step, 32x32 resnet10 on the CPU
 TINY_TRAIN = [
     "model.arch=resnet10",

@@ -96,4 +96,10 @@ def serve_cameras(
             crops[cam] = [int(v) for v in box]
         ckpt.config = ModelConfig.from_dict({**ckpt.config.to_dict(), "crop_boxes": crops})
     check_crop_boxes(ckpt.config.crop_boxes, cameras, ckpt.config.camera_names)
+    known = list(ckpt.config.camera_names)
+    if ckpt.config.views > 1 and sorted(cameras) != sorted(known):
+        raise ConfigError(
+            f"the checkpoint judges its cameras {known} together (model.multi_view=joint), but the "
+            f"inputs {list(inputs)} are cameras {cameras}: serve one input per checkpoint camera"
+        )
     return cameras

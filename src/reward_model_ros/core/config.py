@@ -9,6 +9,7 @@ ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50")
 PRECISIONS = ("fp32", "bf16", "fp16")
 RESIZE_MODES = ("center_crop", "stretch")
 OPTIMIZE = ("none", "freeze")
+MULTI_VIEW = ("late", "joint")
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,12 @@ class ModelConfig:
     camera_names: list[str] = field(default_factory=list)
     """cameras the model was trained on, in the dataset's order (set by training from the dataset);
     crop_boxes are keyed by these names and reward_node maps its image topics to them"""
+    multi_view: str = "late"
+    """how several cameras are judged: late (each camera's frame is scored alone and the
+    decision's camera_fusion, mean/min/max, combines the probabilities) or joint (one shared
+    backbone encodes every camera's frame and the head sees all their features at once: one
+    probability per frame set, so a view that shows failure can outweigh one that looks like
+    success). Joint models need one frame of each of camera_names per set"""
 
     def validate(self) -> ModelConfig:
         """Raise ConfigError naming the first bad key; return self."""
@@ -70,6 +77,8 @@ class ModelConfig:
             raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
         if self.optimize not in OPTIMIZE:
             raise bad("optimize", f"must be one of {', '.join(OPTIMIZE)}")
+        if self.multi_view not in MULTI_VIEW:
+            raise bad("multi_view", f"must be one of {', '.join(MULTI_VIEW)}")
         if self.resize_mode not in RESIZE_MODES:
             raise bad("resize_mode", f"must be one of {', '.join(RESIZE_MODES)}")
         for cam, box in self.crop_boxes.items():
@@ -90,6 +99,11 @@ class ModelConfig:
         if self.pretrained and self.pretrained_path:
             raise ConfigError("model.pretrained and model.pretrained_path are both set: choose one")
         return self
+
+    @property
+    def views(self) -> int:
+        """Frames per model input: the number of cameras for a joint model, else 1."""
+        return max(1, len(self.camera_names)) if self.multi_view == "joint" else 1
 
     def _check_types(self) -> None:
         """Each key has its declared type (an int where an int is due: 256.0 is refused,

@@ -126,7 +126,10 @@ def resolve_inference(precision: str, optimize: str, device: torch.device | str)
 
 
 class ResNetRewardModel(nn.Module):
-    """Success classifier: images (N, 3, H, W) -> success logits (N,).
+    """Success classifier: images (N, 3, H, W) -> success logits (N,); a joint multi-view
+    model (model.multi_view=joint, V = len(camera_names)) takes (N, V, 3, H, W), one frame per
+    camera in camera_names order, encodes every view with the shared backbone and gives the
+    head their V features side by side: one logit per set.
 
     Accepts uint8 images (0..255) or float images in [0, 1]; ImageNet normalisation happens
     inside when `normalize` is true, so the node and training feed the same raw pixels.
@@ -136,8 +139,9 @@ class ResNetRewardModel(nn.Module):
         super().__init__()
         self.cfg = cfg.validate()
         self.backbone, width = build_backbone(cfg)
+        self.views = cfg.views
         self.head = nn.Sequential(
-            nn.Linear(width, cfg.hidden_dim),
+            nn.Linear(width * self.views, cfg.hidden_dim),
             nn.ReLU(inplace=True),
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden_dim, 1),
@@ -161,12 +165,14 @@ class ResNetRewardModel(nn.Module):
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n = check_input_shape(images, self.views)
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
+        x = x.reshape(-1, *x.shape[-3:])  # the views of a joint model share the backbone
         if self.cfg.normalize:
             x = (x - self.mean) / self.std
         x = x.contiguous(memory_format=torch.channels_last)
         with self.autocast():
-            features = self.backbone(x)
+            features = self.backbone(x).reshape(n, -1)  # (N, V x width): views side by side
             logits = self.head(features)
         return logits.float().squeeze(1)
 
@@ -189,6 +195,7 @@ class ResNetRewardModel(nn.Module):
         self.eval()
         try:
             batch = torch.as_tensor(images).to(self.device, non_blocking=True)
+            check_input_shape(batch, self.views)
             logits = self._frozen(batch)(batch).float() if self.cfg.optimize == "freeze" else self(batch)
         finally:
             self.train(was_training)
@@ -226,6 +233,23 @@ class ResNetRewardModel(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 
+def check_input_shape(images: torch.Tensor, views: int) -> int:
+    """The batch size N of a model input: (N, 3, H, W) for a single-view model, (N, V, 3, H, W)
+    for a joint one over V cameras.
+
+    :raises ValueError: any other shape, saying what the model takes.
+    """
+    shape = tuple(images.shape)
+    if views == 1 and len(shape) == 4 and shape[1] == 3:
+        return shape[0]
+    if len(shape) == 5 and shape[1] == views and shape[2] == 3:
+        return shape[0]
+    want = (
+        "(N, 3, H, W)" if views == 1 else f"(N, {views}, 3, H, W): one frame of each of its {views} cameras"
+    )
+    raise ValueError(f"model input of shape {list(shape)}: this model takes {want}")
+
+
 class _Inference(nn.Module):
     """uint8 or float images -> logits, in one dtype throughout (no autocast): a copy of a
     ResNetRewardModel's backbone and head for model.optimize=freeze."""
@@ -239,8 +263,10 @@ class _Inference(nn.Module):
         self.normalize, self.dtype = model.cfg.normalize, dtype
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        n = images.shape[0]
         x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+        x = x.reshape(-1, x.shape[-3], x.shape[-2], x.shape[-1])
         if self.normalize:
             x = (x - self.mean) / self.std
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
-        return self.head(self.backbone(x)).float().squeeze(1)
+        return self.head(self.backbone(x).reshape(n, -1)).float().squeeze(1)

@@ -14,11 +14,12 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from reward_model_ros.core.checkpoint import Checkpoint
+from reward_model_ros.core.config import ConfigError
 from reward_model_ros.core.inference import BatchScorer
 from reward_model_ros.core.preprocess import Preprocessor
 from reward_model_ros.core.validity import ValidityConfig, check_frame
@@ -38,6 +39,8 @@ class ScoredSet:
     """the model inputs of the valid frames, (V, 3, H, W) uint8 (for debug images)"""
     seconds: float
     """checks + preprocessing + inference time"""
+    logits: list[float] = field(default_factory=list)
+    """raw logits (before calibration's temperature), one per frame; 0.0 where invalid"""
 
     @property
     def all_valid(self) -> bool:
@@ -90,6 +93,8 @@ class FrameScorer:
         self.trained_sizes: dict[str, list[int]] = dict(training.get("frame_sizes") or {})
         self.trained_colour: bool = bool(training.get("colour", True))
         self._lock = _PriorityLock()
+        self.views = checkpoint.config.views
+        """frames per model input: a joint multi-view checkpoint's camera count, else 1"""
 
     @property
     def model_id(self) -> str:
@@ -111,7 +116,15 @@ class FrameScorer:
     ) -> ScoredSet:
         """Probabilities for RGB frames (H, W, 3) uint8 of any size. `greyscale`: per frame,
         converted from a mono encoding. `reasons`: checks already run by the caller (None =
-        run them here). `background`: a batch request that yields to the stream."""
+        run them here). `background`: a batch request that yields to the stream.
+
+        A joint multi-view checkpoint (`views` > 1) judges frame sets: the frames come in
+        consecutive groups of `views`, one frame of each checkpoint camera per group in any
+        order; every frame of a group gets the group's probability, and a group with an
+        invalid frame is invalid as a whole.
+
+        :raises ConfigError: frames that do not form whole sets of a joint model's cameras.
+        """
         start = time.perf_counter()
         n = len(frames)
         cameras = list(cameras) if cameras is not None else [None] * n
@@ -119,31 +132,69 @@ class FrameScorer:
         if reasons is None:
             reasons = [self.check(f, c, g) for f, c, g in zip(frames, cameras, greyscale, strict=True)]
         why = [r or "" for r in reasons]
+        groups = self._groups(cameras)
+        for g in groups:  # one invalid frame makes its whole set unjudgeable
+            bad = next((i for i in g if why[i]), None)
+            if bad is not None:
+                for i in g:
+                    why[i] = why[i] or f"the set's {cameras[bad]} frame is invalid: {why[bad]}"
         keep = [i for i in range(n) if not why[i]]
-        probs = [0.0] * n
+        probs, logits = [0.0] * n, [0.0] * n
         inputs = np.zeros((0, 3, self.preprocess.height, self.preprocess.width), np.uint8)
         if keep:
             inputs = self.preprocess.batch([frames[i] for i in keep], [cameras[i] for i in keep])
+            valid_groups = [g for g in groups if not why[g[0]]]
+            at = {i: k for k, i in enumerate(keep)}
+            batch = inputs
+            if self.views > 1:  # (sets, V, 3, H, W) in the checkpoint's camera order
+                order = self.checkpoint.config.camera_names
+                batch = np.stack(
+                    [
+                        inputs[[at[i] for i in sorted(g, key=lambda i: order.index(cameras[i]))]]
+                        for g in valid_groups
+                    ]
+                )
             out = []
             s = 0
-            while s < len(inputs):
-                step = self._chunk() if background else len(inputs)
+            while s < len(batch):
+                step = self._chunk() if background else len(batch)
                 with self._lock.hold(foreground=not background):
                     t = time.perf_counter()
-                    out.append(self.scorer(inputs[s : s + step]))
-                    self._timed(time.perf_counter() - t, len(out[-1]))
+                    out.append(self.scorer.predict(batch[s : s + step]))
+                    self._timed(time.perf_counter() - t, len(out[-1].probabilities) * self.views)
                 s += step
-            for i, p in zip(keep, np.concatenate(out), strict=True):
-                if math.isfinite(float(p)):
-                    probs[i] = float(p)
-                else:
-                    why[i] = NONFINITE
-        return ScoredSet(probs, [not r for r in why], why, inputs, time.perf_counter() - start)
+            set_probs = np.concatenate([o.probabilities for o in out])
+            set_logits = np.concatenate([o.logits for o in out])
+            for g, p, z in zip(valid_groups, set_probs, set_logits, strict=True):
+                for i in g:
+                    if math.isfinite(float(p)):
+                        probs[i], logits[i] = float(p), float(z)
+                    else:
+                        why[i] = NONFINITE
+        return ScoredSet(probs, [not r for r in why], why, inputs, time.perf_counter() - start, logits)
+
+    def _groups(self, cameras: list[str | None]) -> list[list[int]]:
+        """Frame indices per model input: one frame each, or a joint model's sets."""
+        v = self.views
+        if v == 1:
+            return [[i] for i in range(len(cameras))]
+        known = list(self.checkpoint.config.camera_names)
+        groups = [list(range(s, min(s + v, len(cameras)))) for s in range(0, len(cameras), v)]
+        for g in groups:
+            if sorted(str(cameras[i]) for i in g) != sorted(known):
+                raise ConfigError(
+                    f"this checkpoint judges the frames of its cameras {known} together "
+                    f"(model.multi_view=joint): frames come in sets of one frame per camera, but a set "
+                    f"has cameras {[cameras[i] for i in g]}; give every camera a frame (reward_node: "
+                    "one image topic per camera; the batch service: images in sets, camera_names set)"
+                )
+        return groups
 
     def _chunk(self) -> int:
         if self._seconds_per_image is None:
-            return min(4, self.background_chunk)
-        return max(1, min(self.background_chunk, int(self.background_budget_s / self._seconds_per_image)))
+            return max(1, min(4, self.background_chunk) // self.views)
+        fits = int(self.background_budget_s / self._seconds_per_image) // self.views
+        return max(1, min(self.background_chunk, fits))
 
     def _timed(self, seconds: float, images: int) -> None:
         per = seconds / max(1, images)
@@ -155,4 +206,4 @@ class FrameScorer:
         _, h, w = self.checkpoint.config.image_size
         for _ in range(3):  # oneDNN picks and caches its kernels over the first calls
             with self._lock.hold(foreground=True):
-                self.scorer(np.zeros((1, 3, h, w), np.uint8))
+                self.scorer(np.zeros((1, 3, h, w) if self.views == 1 else (1, self.views, 3, h, w), np.uint8))

@@ -25,14 +25,27 @@ class Example:
     frame: int
     camera: str
     stamp_ns: int = 0
+    views: tuple[tuple[Path, str], ...] = ()
+    """a joint multi-view example: (path, camera) of every view in the model's camera order
+    (path and camera are then the first view's)"""
 
 
-def examples_from(rows: list[dict], root: Path) -> list[Example]:
-    return [
-        Example(root / rel, int(r["label"]), r["episode"], int(r["frame"]), cam, int(r.get("stamp_ns", 0)))
-        for r in rows
-        for cam, rel in r["images"].items()
-    ]
+def examples_from(rows: list[dict], root: Path, joint_cameras: list[str] | None = None) -> list[Example]:
+    """One example per camera image of each sample, or, with `joint_cameras` (a joint
+    multi-view model's camera_names), one per sample holding all its views in that order."""
+
+    def example(r: dict, cam: str, views: tuple = ()) -> Example:
+        path = root / r["images"][cam]
+        return Example(
+            path, int(r["label"]), r["episode"], int(r["frame"]), cam, int(r.get("stamp_ns", 0)), views
+        )
+
+    if joint_cameras:
+        return [
+            example(r, joint_cameras[0], tuple((root / r["images"][c], c) for c in joint_cameras))
+            for r in rows
+        ]
+    return [example(r, cam) for r in rows for cam in r["images"]]
 
 
 def dataset_cameras(rows: list[dict], where: Path | str = "the dataset") -> list[str]:
@@ -188,11 +201,15 @@ class FrameDataset(Dataset):
         return len(self.examples)
 
     def image(self, i: int) -> np.ndarray:
-        """The preprocessed (3, H, W) uint8 input of example i."""
+        """The preprocessed input of example i: (3, H, W) uint8, or (V, 3, H, W) for a joint
+        multi-view example."""
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         ex = self.examples[i]
-        img = self.pre(load_rgb(ex.path), ex.camera)
+        if ex.views:
+            img = np.stack([self.pre(load_rgb(path), cam) for path, cam in ex.views])
+        else:
+            img = self.pre(load_rgb(ex.path), ex.camera)
         if self._cache is not None:
             self._cache[i] = img
         return img
@@ -200,9 +217,12 @@ class FrameDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         img = torch.from_numpy(self.image(i))
         if self.augment is not None:
-            # a generator per (seed, epoch, example): the same augmentation for a given run
+            # a generator per (seed, epoch, example): the same augmentation for a given run;
+            # each view of a joint example is shifted and jittered on its own, as its camera would be
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
-            img = self.augment(img, gen)
+            img = (
+                torch.stack([self.augment(v, gen) for v in img]) if img.ndim == 4 else self.augment(img, gen)
+            )
         return img, torch.tensor(float(self.examples[i].label))
 
     def labels(self) -> np.ndarray:

@@ -166,6 +166,9 @@ def evaluate(
         "out": str(out),
     }
     report["camera_fusion"] = fusion
+    report["multi_view"] = (
+        ckpt.config.multi_view
+    )  # joint: the model fused the views, camera_fusion had one value
     report["invalid_frames"] = sum(bool(w) for w in invalid)
     report["invalid_reasons"] = sorted({w.split(":")[0].split(" (")[0] for w in invalid if w})
     with (out / "predictions.jsonl").open("w") as f:  # per frame: what reward_node would publish
@@ -343,6 +346,12 @@ def predict_files(
         ckpt, -1.0 if threshold is None else threshold, -1 if debounce is None else debounce
     )
     cameras = list(ckpt.config.camera_names)
+    if ckpt.config.views > 1:
+        raise ValueError(
+            f"{checkpoint} judges the frames of its cameras {cameras} together (model.multi_view=joint): "
+            "`predict` scores single image files. Score a dataset with `reward-model evaluate`, or serve "
+            "all cameras with reward_node"
+        )
     if camera is not None and cameras and camera not in cameras:
         raise ValueError(f"--camera {camera!r}: the checkpoint's cameras are {cameras}")
     camera = camera or (cameras[0] if cameras else None)

@@ -123,24 +123,30 @@ def describe(cal: dict[str, Any]) -> str:
 def split_logits(
     ckpt: Checkpoint, rows: list[dict], root: Path, batch: int = 64
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Raw logits and labels of every camera frame of `rows`, checked and preprocessed as
-    reward_node does (FrameScorer); frames that fail a validity check are left out (counted)."""
+    """Raw logits and labels of every model input of `rows` (each camera frame, or each sample
+    for a joint multi-view checkpoint), checked and preprocessed as reward_node does
+    (FrameScorer); inputs that fail a validity check are left out (counted)."""
     scorer = FrameScorer(ckpt, micro_batch_size=batch)
     logits, labels, invalid = [], [], 0
     for start in range(0, len(rows), batch):
-        frames, cameras = [], []
+        frames, cameras, grey, label = [], [], [], []
         for r in rows[start : start + batch]:
             for cam, rel in r["images"].items():
-                rgb, grey = load_frame(root / rel)
-                if scorer.check(rgb, cam, grey):
-                    invalid += 1
-                    continue
+                rgb, is_grey = load_frame(root / rel)
                 frames.append(rgb)
                 cameras.append(cam)
-                labels.append(int(r["label"]))
-        if frames:
-            logits.append(ckpt.model.predict(scorer.preprocess.batch(frames, cameras)).logits)
-    return (np.concatenate(logits) if logits else np.zeros(0, np.float32)), np.array(labels, int), invalid
+                grey.append(is_grey)
+                label.append(int(r["label"]))
+        if not frames:
+            continue
+        scored = scorer.score(frames, cameras, grey)
+        for i in range(0, len(frames), scorer.views):  # a joint set's frames share one logit
+            if scored.valid[i]:
+                logits.append(scored.logits[i])
+                labels.append(label[i])
+            else:
+                invalid += 1
+    return np.array(logits, np.float32), np.array(labels, int), invalid
 
 
 def calibrate(checkpoint: Path, data: Path, split: str = "val") -> dict[str, Any]:

@@ -260,16 +260,18 @@ class Trainer:
         mined = [r for r in train if MINED_KEY in r]
         rest = [r for r in train if MINED_KEY not in r]
         train = sample_rows(rest, d.num_samples_per_episode, d.fail_success_ratio, self.cfg.seed) + mined
-        self.train_weights = np.array(
-            [d.hard_negative_weight if MINED_KEY in r else 1.0 for r in train for _ in r["images"]]
+        joint = list(self.model_cfg.camera_names) if self.model_cfg.views > 1 else None
+        per_row = [d.hard_negative_weight if MINED_KEY in r else 1.0 for r in train]  # per example:
+        self.train_weights = np.array(  # one per sample for a joint model, else one per camera image
+            per_row if joint else [w for w, r in zip(per_row, train, strict=True) for _ in r["images"]]
         )
         if len({r["label"] for r in train}) < 2:
             raise TrainError(f"{self.data_dir}: the training split has one class only; record both outcomes")
         augment = Augment(d.shift, d.color_jitter) if d.augment else None
         tr = FrameDataset(
-            examples_from(train, self.data_dir), self.model_cfg, augment, d.cache, self.cfg.seed
+            examples_from(train, self.data_dir, joint), self.model_cfg, augment, d.cache, self.cfg.seed
         )
-        va = FrameDataset(examples_from(val, self.data_dir), self.model_cfg, None, d.cache)
+        va = FrameDataset(examples_from(val, self.data_dir, joint), self.model_cfg, None, d.cache)
         return tr, va
 
     def _rows(self) -> list[dict]:
@@ -371,8 +373,14 @@ class Trainer:
             self._save_config()
             (self.out / "episodes.json").write_text(json.dumps(self.episodes_used, indent=1) + "\n")
             self._debug_grid(train_ds)
+            v = self.model_cfg.views
+            unit = (
+                "images"
+                if v == 1
+                else f"{v}-view sets (joint model over {list(self.model_cfg.camera_names)})"
+            )
             self.log(
-                f"training {self.model_cfg.arch} on {len(train_ds)} images "
+                f"training {self.model_cfg.arch} on {len(train_ds)} {unit} "
                 f"({int(train_ds.labels().sum())} success), validating on {len(val_ds)}; "
                 f"{steps_per_epoch} steps/epoch, up to {max_steps} steps; batch "
                 f"{cfg.actor.global_batch_size} = {cfg.actor.micro_batch_size} x {accum} x {self.world} "
@@ -624,7 +632,9 @@ class Trainer:
         labels = ds.labels()
         for label, name in ((1, "success"), (0, "failure")):
             idx = np.flatnonzero(labels == label)[:16]
-            tiles = [ds[i][0].numpy().transpose(1, 2, 0) for i in idx]
+            # (V, 3, H, W) or (3, H, W): a joint example's views are stacked top to bottom in its tile
+            chw = [ds[i][0].numpy() for i in idx]
+            tiles = [np.vstack(x.reshape(-1, *x.shape[-3:]).transpose(0, 2, 3, 1)) for x in chw]
             if tiles:
                 grid = np.hstack(tiles)
                 cv2.imwrite(str(out / f"train_inputs_{name}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
