@@ -13,7 +13,10 @@ uint8 (N, 3, H, W) batch to logits, as BatchScorer feeds it:
 - onnxruntime_fp32: the model exported to ONNX, run by ONNX Runtime (if installed: it is
   not a dependency; its current wheels need numpy>=2, which ManiSkill's planner cannot take);
 - int8_pt2e: post-training int8 (PT2E, X86InductorQuantizer, calibrated on random frames:
-  speed only, its accuracy needs a checkpoint and real frames) compiled by inductor.
+  speed only, its accuracy needs a checkpoint and real frames) compiled by inductor;
+- int8_fx: post-training static int8 in FX graph mode (torch.ao.quantization, the "x86"
+  engine: fbgemm/oneDNN kernels with VNNI where the CPU has it), calibrated the same way,
+  then traced and frozen to TorchScript.
 Agreement with eager fp32 (max |probability difference|) on random frames is reported per
 lever; accuracy on held-out episodes is `reward-model evaluate`'s job.
 """
@@ -45,6 +48,7 @@ LEVERS = (
     "compile_bf16",
     "onnxruntime_fp32",
     "int8_pt2e",
+    "int8_fx",
 )
 
 
@@ -119,6 +123,23 @@ def build(lever: str, cfg: ModelConfig, state: dict, example: torch.Tensor):
         fn = torch.compile(convert_pt2e(prepared), dynamic=False)
         with torch.no_grad():
             fn(example)
+    elif lever == "int8_fx":
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+        torch.backends.quantized.engine = "x86"
+        net = Normalised(model, torch.float32).eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prepared = prepare_fx(net, get_default_qconfig_mapping("x86"), (example,))
+            rng = np.random.default_rng(1)
+            with torch.no_grad():
+                for _ in range(8):
+                    prepared(torch.from_numpy(rng.integers(0, 256, tuple(example.shape), np.uint8)))
+                quantised = convert_fx(prepared).eval()
+                fn = torch.jit.freeze(torch.jit.trace(quantised, example))
+                for _ in range(3):
+                    fn(example)
     else:
         raise ValueError(f"lever {lever!r}: choose from {', '.join(LEVERS)}")
     return fn, time.perf_counter() - start

@@ -146,7 +146,7 @@ def test_unfrozen_backbone_trains():
         ({"hidden_dim": 0}, r"model.hidden_dim=0"),
         ({"dropout": 1.0}, r"model.dropout=1.0"),
         ({"image_size": [1, 128, 128]}, r"model.image_size=\[1, 128, 128\]"),
-        ({"precision": "int8"}, r"model.precision='int8'"),
+        ({"precision": "int4"}, r"model.precision='int4'"),
         ({"optimize": "jit"}, r"model.optimize='jit': must be one of none, freeze"),
         ({"crop_boxes": {"front": [10, 10, 5, 20]}}, r"crop_boxes\['front'\]"),
         ({"pretrained": True, "pretrained_path": "x.safetensors"}, r"both set"),

@@ -39,22 +39,27 @@ def test_param_validate_and_names():
 
 
 @pytest.mark.parametrize(
-    ("native", "precision", "optimize", "want"),
+    ("native", "int8", "precision", "optimize", "want"),
     [
-        (True, "auto", "auto", ("bf16", "freeze")),
-        (False, "auto", "auto", ("fp32", "none")),
-        (True, "fp32", "auto", ("fp32", "none")),  # an explicit precision keeps its eager graph
-        (True, "auto", "none", ("bf16", "none")),
-        (False, "bf16", "freeze", ("bf16", "freeze")),  # explicit settings are taken as given
+        (True, False, "auto", "auto", ("bf16", "freeze")),
+        (False, False, "auto", "auto", ("fp32", "none")),
+        (True, False, "fp32", "auto", ("fp32", "none")),  # an explicit precision keeps its eager graph
+        (True, False, "auto", "none", ("bf16", "none")),
+        (False, False, "bf16", "freeze", ("bf16", "freeze")),  # explicit settings are taken as given
+        (True, True, "auto", "auto", ("int8", "freeze")),  # a checkpoint with int8 calibration frames
+        (True, True, "bf16", "auto", ("bf16", "freeze")),
+        (False, True, "int8", "auto", ("int8", "freeze")),  # int8 is always a frozen graph
     ],
 )
-def test_reward_node_resolves_auto_precision_and_graph(monkeypatch, native, precision, optimize, want):
+def test_reward_node_resolves_auto_precision_and_graph(monkeypatch, native, int8, precision, optimize, want):
     import reward_model_ros.core.model as model_module
     from reward_model_ros.nodes import reward
 
-    fast = ("bf16", "freeze") if native else ("fp32", "none")
-    monkeypatch.setattr(model_module, "fast_inference", lambda device: fast)
+    monkeypatch.setattr(model_module, "cpu_has_bf16", lambda: native)
+    monkeypatch.setattr(model_module, "cpu_has_vnni", lambda: True)
     p = {d.name: d.default for d in reward.PARAMETERS}
     p.update({"model.precision": precision, "model.optimize": optimize})
-    got = reward._model_overrides(p)
-    assert (got["precision"], got["optimize"]) == want
+    got = reward._model_overrides(p)  # the node passes auto on: load_checkpoint resolves it
+    assert (got["precision"], got["optimize"]) == (precision, optimize)
+    resolved = model_module.resolve_inference(precision, optimize, "cpu", int8_ready=int8)
+    assert resolved == want

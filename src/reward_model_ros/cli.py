@@ -12,6 +12,7 @@ reward-model predict --checkpoint C PATHS       score image files
 reward-model lomo --train-data D --data H --out O   leave-one-failure-mode-out figures
 reward-model hard-negatives EVAL --out D        an evaluation's mistakes as a dataset to train on
 reward-model calibrate C --data D               refit the checkpoint's temperature (calibration)
+reward-model quantize C --data D                store int8 calibration frames, compare int8 with fp32
 """
 
 from __future__ import annotations
@@ -340,6 +341,28 @@ def calibrate_command(args) -> int:
     return 0
 
 
+def quantize_command(args) -> int:
+    from reward_model_ros.core.checkpoint import CheckpointError
+    from reward_model_ros.core.quantize import QuantizeError
+    from reward_model_ros.training.int8 import quantize_checkpoint
+
+    try:
+        out = quantize_checkpoint(args.checkpoint, args.data, args.split, args.frames, args.check)
+    except (CheckpointError, QuantizeError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"int8 calibration: {out['frames']} inputs from {out['source']} stored in {args.checkpoint}")
+    c = out.get("comparison")
+    if c:
+        print(
+            f"int8 against fp32 on {args.data} {c['split']} ({c['frames']} inputs): max |dp| "
+            f"{c['max_prob_diff']:.4f}, {c['decisions_changed']} decision(s) changed at threshold "
+            f"{c['threshold']:.3f}; accuracy {c['accuracy_fp32']:.4f} -> {c['accuracy_int8']:.4f}, "
+            f"AUROC {c['auroc_fp32']:.4f} -> {c['auroc_int8']:.4f}"
+        )
+    return 0
+
+
 def rl_command(args) -> int:
     """`reward-model rl train|evaluate`: policies from the learned reward (simulation)."""
     import json
@@ -663,6 +686,20 @@ def main(argv: list[str] | None = None) -> int:
         "--split", default="val", help="val (default), train or all; never the checkpoint's training frames"
     )
 
+    qz = sub.add_parser(
+        "quantize",
+        help="store int8 calibration frames in a checkpoint and compare int8 with fp32",
+        description="Store a few of a dataset's model inputs in the checkpoint "
+        "(int8_calibration.safetensors), from which model.precision=int8 is quantized at load, then "
+        "score the validation split in fp32 and int8 and print the difference (see "
+        "docs/data_and_training.md, 'int8'). `train` already stores them.",
+    )
+    qz.add_argument("checkpoint", type=Path, help="checkpoint directory (e.g. runs/train/best_model)")
+    qz.add_argument("--data", type=Path, required=True, help="dataset directory (manifest.jsonl)")
+    qz.add_argument("--split", default="train", help="where the calibration inputs come from (default train)")
+    qz.add_argument("--frames", type=int, default=64, help="calibration inputs to store (default 64)")
+    qz.add_argument("--check", default="val", help="split scored in fp32 and int8 ('' = skip; default val)")
+
     rl = sub.add_parser("rl", help="train and evaluate policies with the learned reward (simulation)")
     rl_sub = rl.add_subparsers(dest="rl_command", required=True)
     rl_train = rl_sub.add_parser(
@@ -721,6 +758,8 @@ def main(argv: list[str] | None = None) -> int:
             return hard_negatives_command(args)
         if args.command == "calibrate":
             return calibrate_command(args)
+        if args.command == "quantize":
+            return quantize_command(args)
         if args.command == "rl":
             return rl_command(args)
         if args.command == "recover":

@@ -8,6 +8,8 @@ config.json:
      "calibration": {"temperature": 1.4, "applied": true, "ece_before": .., "ece_after": ..,
                      "nll_before": .., "nll_after": .., "fitted_on": "<data> val, N frames", ...}}
                      (written by `reward-model train` and `reward-model calibrate`)
+     "int8": {"frames": 64, "source": "<data> train", "created": ".."}}
+                     (written with int8_calibration.safetensors by `train` and `reward-model quantize`)
 
 `threshold` is the one chosen on validation frames during training; `recommended` holds the
 decision settings `evaluate` validated on held-out episodes (no failure episode judged
@@ -18,6 +20,9 @@ successful). Whoever scores frames with the checkpoint takes its decision settin
 sigmoid(logit / T), applied in `ResNetRewardModel.predict` (which every scorer goes through).
 Without the field (older checkpoints) T = 1. Both thresholds above are on the calibrated
 probabilities: `store_calibration` maps them to a new T so that decisions stay the same.
+
+`int8_calibration.safetensors` (optional) holds a few of the model's own training inputs, from
+which model.precision=int8 is quantized at load (core/quantize.py).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 
 import torch
 
+from reward_model_ros.core import quantize
 from reward_model_ros.core.config import ConfigError, ModelConfig
 from reward_model_ros.core.model import ResNetRewardModel, resolve_inference
 
@@ -316,7 +322,10 @@ def load_checkpoint(
     # how to run it is not the checkpoint's to say (it holds the training precision): every
     # loader (reward_node, evaluate, predict, the RL reward) scores alike, auto unless told
     runtime["precision"], runtime["optimize"] = resolve_inference(
-        runtime.get("precision", "auto"), runtime.get("optimize", "auto"), device
+        runtime.get("precision", "auto"),
+        runtime.get("optimize", "auto"),
+        device,
+        int8_ready=(directory / quantize.FRAMES_FILE).is_file(),
     )
     cfg = ModelConfig.from_dict({**saved.to_dict(), **runtime, "pretrained": False, "pretrained_path": ""})
 
@@ -344,6 +353,8 @@ def load_checkpoint(
             f"{weights} does not fit a {cfg.arch} with hidden_dim={cfg.hidden_dim} as config.json says: "
             f"{str(exc).splitlines()[0]} ... (config.json and weights come from different models?)"
         ) from exc
+    if cfg.precision == "int8":
+        model.int8_frames = _int8_frames(directory, cfg, torch.device(device))
     calibration = _check_calibration(meta.get("calibration"), directory / CONFIG)
     model.temperature = applied_temperature(calibration)
     model.to(device).eval()
@@ -358,6 +369,34 @@ def load_checkpoint(
         _check_recommended(meta.get("recommended"), directory / CONFIG),
         calibration,
     )
+
+
+def _int8_frames(directory: Path, cfg: ModelConfig, device: torch.device) -> torch.Tensor:
+    """The calibration inputs of a checkpoint loaded with precision int8, checked."""
+    if device.type != "cpu":
+        raise CheckpointError(f"model.precision=int8 runs on the CPU only, not {device}: use bf16 or auto")
+    if not quantize.int8_available():
+        raise CheckpointError(
+            f"model.precision=int8: this torch has no {quantize.ENGINE!r} quantized engine; use bf16 or auto"
+        )
+    try:
+        frames = quantize.read_frames(directory)
+    except quantize.QuantizeError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if frames is None:
+        raise CheckpointError(
+            f"model.precision=int8: {directory} has no {quantize.FRAMES_FILE} (calibration frames); "
+            f"make it with `reward-model quantize {directory} --data DATASET` (its training dataset), "
+            "or use precision auto"
+        )
+    want = (cfg.views, *cfg.image_size) if cfg.views > 1 else tuple(cfg.image_size)
+    if tuple(frames.shape[1:]) != tuple(int(v) for v in want):
+        raise CheckpointError(
+            f"{directory / quantize.FRAMES_FILE} holds inputs of shape {list(frames.shape[1:])} but the "
+            f"model takes {list(want)}: it belongs to another model; rerun "
+            f"`reward-model quantize {directory} --data D`"
+        )
+    return frames
 
 
 def untrained(

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 RESIZE_MODES = ("center_crop", "stretch")
 OPTIMIZE = ("none", "freeze")
 MULTI_VIEW = ("late", "joint")
@@ -31,7 +31,9 @@ class ModelConfig:
     normalize: bool = True
     """apply ImageNet mean/std normalisation inside the model"""
     precision: str = "fp32"
-    """inference/training precision: fp32, bf16 (autocast) or fp16 (autocast)"""
+    """inference precision: fp32, bf16 (autocast), fp16 (autocast) or int8 (CPU, post-training
+    static quantization from the checkpoint's calibration frames: core/quantize.py; needs
+    optimize freeze). Training's precision is runner.precision"""
     optimize: str = "none"
     """inference graph: none (eager) or freeze (traced, frozen TorchScript: oneDNN fuses
     conv+BN+ReLU; with precision bf16 the weights are cast to bf16 once instead of autocast on
@@ -77,6 +79,8 @@ class ModelConfig:
             raise bad("precision", f"must be one of {', '.join(PRECISIONS)}")
         if self.optimize not in OPTIMIZE:
             raise bad("optimize", f"must be one of {', '.join(OPTIMIZE)}")
+        if self.precision == "int8" and self.optimize != "freeze":
+            raise bad("optimize", "must be freeze with precision int8 (the int8 model is a frozen graph)")
         if self.multi_view not in MULTI_VIEW:
             raise bad("multi_view", f"must be one of {', '.join(MULTI_VIEW)}")
         if self.resize_mode not in RESIZE_MODES:

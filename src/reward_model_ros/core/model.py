@@ -16,6 +16,7 @@ from torch import nn
 from torchvision.models import resnet
 
 from reward_model_ros.core.config import ConfigError, ModelConfig
+from reward_model_ros.core.quantize import build_int8, cpu_has_vnni, int8_available, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +102,13 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def fast_inference(device: torch.device) -> tuple[str, str]:
+def fast_inference(device: torch.device, int8_ready: bool = False) -> tuple[str, str]:
     """(precision, optimize) that score fastest on `device` within 0.5 accuracy points of fp32
-    (measured: docs/benchmarks.md): bf16 in a frozen graph where the hardware has bf16, else
-    eager fp32."""
+    (measured: docs/benchmarks.md): int8 on a CPU with VNNI for a checkpoint that holds int8
+    calibration frames (`int8_ready`), else bf16 in a frozen graph where the hardware has bf16,
+    else eager fp32."""
+    if device.type == "cpu" and int8_ready and cpu_has_vnni() and int8_available():
+        return "int8", "freeze"
     if device.type == "cuda":
         native = torch.cuda.is_bf16_supported()
     else:
@@ -112,16 +116,21 @@ def fast_inference(device: torch.device) -> tuple[str, str]:
     return ("bf16", "freeze") if native else ("fp32", "none")
 
 
-def resolve_inference(precision: str, optimize: str, device: torch.device | str) -> tuple[str, str]:
-    """`auto` precision / optimize as every scorer resolves it: bf16 in a frozen graph where
-    bf16 is native on `device`, else eager fp32; an explicit precision keeps the eager graph
-    unless optimize is given too."""
+def resolve_inference(
+    precision: str, optimize: str, device: torch.device | str, int8_ready: bool = False
+) -> tuple[str, str]:
+    """`auto` precision / optimize as every scorer resolves it (fast_inference); an explicit
+    precision keeps the eager graph unless optimize is given too (int8 is always frozen)."""
     if "auto" not in (precision, optimize):
         return precision, optimize
-    fast_precision, fast_optimize = fast_inference(torch.device(device))
-    precision = fast_precision if precision == "auto" else precision
+    if precision == "auto":
+        precision = fast_inference(torch.device(device), int8_ready)[0]
     if optimize == "auto":
-        optimize = fast_optimize if precision == fast_precision else "none"
+        if precision == "int8":
+            optimize = "freeze"
+        else:  # bf16 asked for where bf16 is native: its frozen graph, as auto would give
+            float_precision, float_optimize = fast_inference(torch.device(device))
+            optimize = float_optimize if precision == float_precision else "none"
     return precision, optimize
 
 
@@ -152,6 +161,9 @@ class ResNetRewardModel(nn.Module):
             self.backbone.requires_grad_(False)
         self.to(memory_format=torch.channels_last)
         self._graphs: dict[str, torch.jit.ScriptModule] = {}  # model.optimize=freeze: built on first use
+        self.int8_frames: torch.Tensor | None = None
+        """calibration inputs of model.precision=int8 (load_checkpoint reads them from the
+        checkpoint's int8_calibration.safetensors); the int8 graph is built from them on first use"""
         self.temperature = 1.0
         """calibration: `predict` gives sigmoid(logit / temperature); load_checkpoint sets it from
         config.json `calibration` (1 = uncalibrated). forward() always returns raw logits."""
@@ -196,7 +208,12 @@ class ResNetRewardModel(nn.Module):
         try:
             batch = torch.as_tensor(images).to(self.device, non_blocking=True)
             check_input_shape(batch, self.views)
-            logits = self._frozen(batch)(batch).float() if self.cfg.optimize == "freeze" else self(batch)
+            if self.cfg.precision == "int8":
+                logits = self._int8()(to_unit(batch)).float()
+            elif self.cfg.optimize == "freeze":
+                logits = self._frozen(batch)(batch).float()
+            else:
+                logits = self(batch)
         finally:
             self.train(was_training)
         probs = torch.sigmoid(logits / self.temperature)
@@ -228,6 +245,23 @@ class ResNetRewardModel(nn.Module):
                         graph(example)
                 self._graphs[key] = graph
         return self._graphs[key]
+
+    def _int8(self) -> torch.jit.ScriptModule:
+        """The int8 graph of model.precision=int8 (core/quantize.py), built on first use."""
+        graph = self._graphs.get("int8")
+        if graph is None:
+            if self.device.type != "cpu":
+                raise ConfigError(f"model.precision=int8 runs on the CPU only, not {self.device}: use bf16")
+            if self.int8_frames is None:
+                raise ConfigError(
+                    "model.precision=int8 needs calibration frames and this model has none: run "
+                    "`reward-model quantize CHECKPOINT --data DATASET` (train stores them in new checkpoints)"
+                )
+            with _FREEZE_LOCK:
+                if "int8" not in self._graphs:
+                    self._graphs["int8"] = build_int8(self, self.int8_frames)
+            graph = self._graphs["int8"]
+        return graph
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]

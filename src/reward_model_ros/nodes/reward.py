@@ -34,7 +34,6 @@ from reward_model_ros.core.config import ARCHS, OPTIMIZE, PRECISIONS, RESIZE_MOD
 from reward_model_ros.core.debug import annotate, debug_writer
 from reward_model_ros.core.images import ImageEncodingError, compressed_size
 from reward_model_ros.core.inference import pick_device
-from reward_model_ros.core.model import resolve_inference
 from reward_model_ros.core.pipeline import (
     REWARD_KEYS,
     FrameSet,
@@ -194,16 +193,18 @@ PARAMETERS = (
     Param(
         "model.precision",
         "auto",
-        "auto (bf16 where the CPU has AVX-512 BF16/AMX or on CUDA, else fp32) | fp32 | bf16 | fp16 "
-        "(autocast unless model.optimize is freeze) for inference",
+        "auto (int8 on a CPU with VNNI when the checkpoint holds int8 calibration frames, else bf16 "
+        "where the CPU has AVX-512 BF16/AMX or on CUDA, else fp32) | fp32 | bf16 | fp16 (autocast "
+        "unless model.optimize is freeze) | int8 (CPU, frozen) for inference",
         one_of("auto", *PRECISIONS),
         read_only=True,
     ),
     Param(
         "model.optimize",
         "auto",
-        "auto (freeze with bf16, else none) | none (eager) | freeze (frozen TorchScript; with bf16 "
-        "the weights are cast once: 1.4x at one frame, 2.1x at two on a 2-core AVX-512 BF16 CPU)",
+        "auto (freeze with int8 and bf16, else none) | none (eager) | freeze (frozen TorchScript; "
+        "with bf16 the weights are cast once: 1.4x at one frame, 2.1x at two on a 2-core AVX-512 "
+        "BF16 CPU)",
         one_of("auto", *OPTIMIZE),
         read_only=True,
     ),
@@ -332,9 +333,8 @@ PARAMETERS = (
 
 
 def _model_overrides(p: dict) -> dict:
-    precision, optimize = resolve_inference(
-        p["model.precision"], p["model.optimize"], pick_device(p["model.device"])
-    )
+    # auto is resolved by load_checkpoint, which knows whether the checkpoint can run in int8
+    precision, optimize = p["model.precision"], p["model.optimize"]
     return {
         "arch": p["model.arch"] or None,
         "hidden_dim": p["model.hidden_dim"] or None,

@@ -138,6 +138,9 @@ class Runner:
     """training autocast: auto (bf16 where the CPU has AVX-512 BF16/AMX or on CUDA) | fp32 | bf16"""
     progress: bool = True
     """show a progress bar with the live metrics"""
+    int8_calibration_frames: int = 64
+    """training inputs stored in best_model for int8 inference (model.precision int8, picked by
+    auto on CPUs with VNNI): half successes, half failures, spread over the data; 0 = none"""
 
 
 @dataclass
@@ -198,6 +201,8 @@ class Trainer:
             raise TrainError(f"runner.precision={r.precision!r}: choose auto, fp32 or bf16")
         if r.val_check_interval < 1:
             raise TrainError("runner.val_check_interval must be >= 1")
+        if r.int8_calibration_frames < 0:
+            raise TrainError("runner.int8_calibration_frames must be >= 0 (0 = store none)")
         if not self.cfg.data.hard_negative_weight > 0:
             raise TrainError(
                 f"data.hard_negative_weight={self.cfg.data.hard_negative_weight} must be > 0 (1 = as often "
@@ -451,6 +456,7 @@ class Trainer:
             self._save(model, self.out / "last", val_metrics, state, opt=opt)
             (self.out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
             calibration = self._calibrate(val_ds)
+            self._int8_frames(train_ds)
         if writer:
             writer.close()
         if self.world > 1:
@@ -521,6 +527,19 @@ class Trainer:
             return None
         self.log(describe(cal))
         return cal
+
+    def _int8_frames(self, train_ds: FrameDataset) -> None:
+        """Store a few training inputs in best_model for model.precision=int8 (core/quantize.py)."""
+        from reward_model_ros.core import quantize
+
+        best, n = self.out / "best_model", self.cfg.runner.int8_calibration_frames
+        if n <= 0 or not (best / "config.json").is_file() or not len(train_ds):
+            return
+        keep = quantize.pick(len(train_ds), train_ds.labels(), n)
+        frames = np.stack([train_ds.image(i) for i in keep])
+        names = ", ".join(str(d) for d in self.data_dirs)
+        quantize.write_frames(best, frames, f"{names} train, {len(keep)} inputs")
+        self.log(f"int8 calibration: {len(keep)} training inputs stored in {best / quantize.FRAMES_FILE}")
 
     def _after_validation(self, model, opt, state, m, writer, history, train_loss) -> bool:
         r = self.cfg.runner
