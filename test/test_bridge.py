@@ -86,7 +86,8 @@ def test_frames_joint_states_and_episode_events(ros_node, start_node):
     n0 = len(images)
     spin_until(ros_node, lambda: len(images) >= n0 + 20, 30, "20 more frames")
     rate = 20 / (time.monotonic() - start)
-    assert 8 < rate < 30, rate
+    # 5 Hz: two cameras rendered on a slower 2-core machine in the full suite gave 7.2 Hz
+    assert 5 < rate < 30, rate
 
 
 def test_actions_move_the_end_effector_and_bad_actions_are_refused(ros_node, start_node):
