@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic import make_dataset
+from synthetic import make_dataset, tiny_train_config
 
 from reward_model_ros.cli import main
 from reward_model_ros.core.checkpoint import (
@@ -156,29 +156,11 @@ def test_calibrate_command_refits_on_val_refuses_training_frames_and_a_missing_c
 
 
 def test_training_stores_the_fit_on_best_model_and_evaluate_reports_the_temperature(tmp_path):
-    from reward_model_ros.core.overrides import apply_overrides
-    from reward_model_ros.paths import share_dir
     from reward_model_ros.training.evaluate import evaluate
-    from reward_model_ros.training.train import TrainConfig, train
+    from reward_model_ros.training.train import train
 
     data = make_dataset(tmp_path / "data", episodes=8, frames=8)
-    cfg = apply_overrides(
-        TrainConfig(),
-        [
-            "model.arch=resnet10",
-            "model.image_size=[3,48,48]",
-            "model.hidden_dim=16",
-            "actor.global_batch_size=16",
-            "actor.micro_batch_size=16",
-            "runner.max_steps=2",
-            "runner.save_interval=0",
-            "runner.progress=false",
-            "runner.precision=fp32",
-            f"runner.output_dir={tmp_path / 'run'}",
-            f"runner.logger.log_path={tmp_path / 'run' / 'logs'}",
-        ],
-        [share_dir() / "config" / "train_reward.yaml"],
-    )
+    cfg = tiny_train_config(tmp_path / "run", "model.image_size=[3,48,48]", "runner.max_steps=2")
     lines: list[str] = []
     result = train(cfg, data, log=lines.append)
     best = load_checkpoint(tmp_path / "run" / "best_model")

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from synthetic import make_dataset
+from synthetic import make_dataset, tiny_train_config
 
 from reward_model_ros.cli import main
 from reward_model_ros.core import quantize
@@ -23,28 +23,14 @@ pytestmark = pytest.mark.skipif(
 
 
 def trained(tmp_path):
-    from reward_model_ros.core.overrides import apply_overrides
-    from reward_model_ros.paths import share_dir
-    from reward_model_ros.training.train import TrainConfig, train
+    from reward_model_ros.training.train import train
 
     data = make_dataset(tmp_path / "data", episodes=8, frames=8)
-    cfg = apply_overrides(
-        TrainConfig(),
-        [
-            "model.arch=resnet10",
-            "model.image_size=[3,48,48]",
-            "model.hidden_dim=16",
-            "actor.global_batch_size=16",
-            "actor.micro_batch_size=16",
-            "runner.max_steps=12",
-            "runner.save_interval=0",
-            "runner.progress=false",
-            "runner.precision=fp32",
-            "runner.int8_calibration_frames=24",
-            f"runner.output_dir={tmp_path / 'run'}",
-            f"runner.logger.log_path={tmp_path / 'run' / 'logs'}",
-        ],
-        [share_dir() / "config" / "train_reward.yaml"],
+    cfg = tiny_train_config(
+        tmp_path / "run",
+        "model.image_size=[3,48,48]",
+        "runner.max_steps=12",
+        "runner.int8_calibration_frames=24",
     )
     train(cfg, data, log=lambda m: None)
     return data, tmp_path / "run" / "best_model"

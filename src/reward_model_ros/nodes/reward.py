@@ -34,6 +34,7 @@ from reward_model_ros.core.config import ARCHS, OPTIMIZE, PRECISIONS, RESIZE_MOD
 from reward_model_ros.core.debug import annotate, debug_writer
 from reward_model_ros.core.images import ImageEncodingError, compressed_size
 from reward_model_ros.core.inference import pick_device
+from reward_model_ros.core.model import resolve_inference
 from reward_model_ros.core.pipeline import (
     REWARD_KEYS,
     FrameSet,
@@ -466,6 +467,14 @@ class RewardNode(Node):
             path = p["model.checkpoint_path"]
             if path:
                 return load_checkpoint(path, overrides, device)
+            if overrides["precision"] == "int8":
+                raise ConfigError(
+                    "model.precision=int8 needs a checkpoint with int8 calibration frames "
+                    "(model.checkpoint_path; `reward-model quantize`); there is none: use auto"
+                )
+            overrides["precision"], overrides["optimize"] = resolve_inference(
+                overrides["precision"], overrides["optimize"], device
+            )
             cfg = ModelConfig(**{k: v for k, v in overrides.items() if v is not None})
             self.get_logger().warning(
                 "no model.checkpoint_path: scoring with a freshly initialised model (model_id "
