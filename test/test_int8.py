@@ -11,7 +11,13 @@ from synthetic import make_dataset, tiny_train_config
 
 from reward_model_ros.cli import main
 from reward_model_ros.core import quantize
-from reward_model_ros.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, untrained
+from reward_model_ros.core.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    save_checkpoint,
+    store_int8_frames,
+    untrained,
+)
 from reward_model_ros.core.config import ConfigError, ModelConfig
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
@@ -77,7 +83,7 @@ def test_missing_or_foreign_calibration_frames_are_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="reward-model quantize"):
         load_checkpoint(ck, {"precision": "int8"})
     assert load_checkpoint(ck).config.precision != "int8"  # auto never picks int8 without frames
-    quantize.write_frames(ck, np.zeros((4, 3, 64, 64), np.uint8), "another model's inputs")
+    store_int8_frames(ck, np.zeros((4, 3, 64, 64), np.uint8), "another model's inputs")
     with pytest.raises(CheckpointError, match=r"shape \[3, 64, 64\].*takes \[3, 48, 48\]"):
         load_checkpoint(ck, {"precision": "int8"})
     (ck / quantize.FRAMES_FILE).write_bytes(b"not safetensors")

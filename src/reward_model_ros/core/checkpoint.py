@@ -31,10 +31,12 @@ import hashlib
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from reward_model_ros.core import quantize
@@ -369,6 +371,21 @@ def load_checkpoint(
         _check_recommended(meta.get("recommended"), directory / CONFIG),
         calibration,
     )
+
+
+def store_int8_frames(directory: str | Path, frames: np.ndarray, source: str) -> dict[str, Any]:
+    """Store int8 calibration inputs (uint8, the model's input shape) in a checkpoint, and where
+    they came from in its config.json (`int8`, atomically). Returns that entry."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    meta = _read_config(directory)
+    tmp = directory / (quantize.FRAMES_FILE + ".tmp")
+    save_file({"frames": torch.from_numpy(np.ascontiguousarray(frames, np.uint8))}, str(tmp))
+    tmp.replace(directory / quantize.FRAMES_FILE)
+    meta["int8"] = {"frames": len(frames), "source": source, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    _write_config(directory, meta)
+    return meta["int8"]
 
 
 def _int8_frames(directory: Path, cfg: ModelConfig, device: torch.device) -> torch.Tensor:

@@ -16,7 +16,7 @@ from torch import nn
 from torchvision.models import resnet
 
 from reward_model_ros.core.config import ConfigError, ModelConfig
-from reward_model_ros.core.quantize import build_int8, cpu_has_vnni, int8_available, to_unit
+from reward_model_ros.core.quantize import build_int8, int8_available, to_unit
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,25 @@ def _load_backbone_file(net: nn.Module, path: Path) -> None:
         )
 
 
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere bf16 is emulated
     and slower than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has int8 dot products (AVX-512 VNNI, AVX-VNNI or AMX int8), which the
+    x86 quantized engine's kernels use; without them int8 is not worth it."""
+    flags = _cpu_flags()
+    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
 
 
 def fast_inference(device: torch.device, int8_ready: bool = False) -> tuple[str, str]:
@@ -211,7 +222,8 @@ class ResNetRewardModel(nn.Module):
             if self.cfg.precision == "int8":
                 logits = self._int8()(to_unit(batch)).float()
             elif self.cfg.optimize == "freeze":
-                logits = self._frozen(batch)(batch).float()
+                x = to_unit(batch)
+                logits = self._frozen(x)(x).float()
             else:
                 logits = self(batch)
         finally:
@@ -259,7 +271,9 @@ class ResNetRewardModel(nn.Module):
                 )
             with _FREEZE_LOCK:
                 if "int8" not in self._graphs:
-                    self._graphs["int8"] = build_int8(self, self.int8_frames)
+                    self._graphs["int8"] = build_int8(
+                        _Inference(self, torch.float32).eval(), self.int8_frames
+                    )
             graph = self._graphs["int8"]
         return graph
 
@@ -285,8 +299,9 @@ def check_input_shape(images: torch.Tensor, views: int) -> int:
 
 
 class _Inference(nn.Module):
-    """uint8 or float images -> logits, in one dtype throughout (no autocast): a copy of a
-    ResNetRewardModel's backbone and head for model.optimize=freeze."""
+    """Images as float in [0, 1] (`to_unit`) -> logits, in one dtype throughout (no autocast, no
+    branch on the input, so TorchScript and FX trace it alike): a copy of a ResNetRewardModel's
+    backbone and head for model.optimize=freeze and, in float32, for the int8 graph."""
 
     def __init__(self, model: ResNetRewardModel, dtype: torch.dtype) -> None:
         super().__init__()
@@ -295,11 +310,11 @@ class _Inference(nn.Module):
         self.register_buffer("mean", model.mean.clone())
         self.register_buffer("std", model.std.clone())
         self.normalize, self.dtype = model.cfg.normalize, dtype
+        self.chw = tuple(int(v) for v in model.cfg.image_size)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n = images.shape[0]
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        x = x.reshape(-1, x.shape[-3], x.shape[-2], x.shape[-1])
+        x = images.reshape(-1, *self.chw)
         if self.normalize:
             x = (x - self.mean) / self.std
         x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)

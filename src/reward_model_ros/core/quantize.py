@@ -3,8 +3,9 @@ classifier for the CPU, with the activation ranges taken from real frames.
 
 A checkpoint that can run in int8 holds `int8_calibration.safetensors`: a few of its own
 training inputs (uint8, as the scorer feeds the model), written by `reward-model train` and by
-`reward-model quantize CHECKPOINT --data D`. When a checkpoint is loaded with precision int8
-(or auto picks it), the model is quantized from those frames: FX graph mode
+`reward-model quantize CHECKPOINT --data D` (both through checkpoint.store_int8_frames). When a
+checkpoint is loaded with precision int8 (or auto picks it), the model is quantized from those
+frames: FX graph mode
 (torch.ao.quantization) with the "x86" engine's default mapping (per-channel int8 weights,
 histogram-calibrated uint8 activations, conv+BN+ReLU folded, fbgemm/oneDNN kernels with
 VNNI), then traced and frozen into TorchScript. The frames, not observer statistics, are
@@ -17,12 +18,8 @@ accuracy cost is measured per checkpoint with `reward-model evaluate --precision
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -32,49 +29,14 @@ FRAMES_FILE = "int8_calibration.safetensors"
 DEFAULT_FRAMES = 64
 """calibration inputs stored per checkpoint (64 at 3x128x128: 3 MB)"""
 ENGINE = "x86"
-_LOCK = threading.Lock()
 
 
 class QuantizeError(ValueError):
     """A checkpoint or frames int8 cannot be built from; says what to do."""
 
 
-def cpu_has_vnni() -> bool:
-    """Whether this CPU has int8 dot products (AVX-512 VNNI, AVX-VNNI or AMX int8), which the
-    x86 engine's kernels use; without them int8 is not worth it."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8"))
-
-
 def int8_available() -> bool:
     return ENGINE in torch.backends.quantized.supported_engines
-
-
-class _Float(nn.Module):
-    """Images in [0, 1] float, (N, 3, H, W) or (N, V, 3, H, W) -> logits (N,); no control
-    flow on the input, so FX can trace it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        import copy
-
-        self.backbone = copy.deepcopy(model.backbone).float().eval()
-        self.head = copy.deepcopy(model.head).float().eval()
-        self.register_buffer("mean", model.mean.clone().float())
-        self.register_buffer("std", model.std.clone().float())
-        self.normalize = bool(model.cfg.normalize)
-        self.chw = tuple(int(v) for v in model.cfg.image_size)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        x = x.reshape(-1, self.chw[0], self.chw[1], self.chw[2])
-        if self.normalize:
-            x = (x - self.mean) / self.std
-        x = x.contiguous(memory_format=torch.channels_last)
-        return self.head(self.backbone(x).reshape(n, -1)).squeeze(1)
 
 
 def to_unit(images: torch.Tensor) -> torch.Tensor:
@@ -82,9 +44,10 @@ def to_unit(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
-def build_int8(model: nn.Module, frames: torch.Tensor, batch: int = 16) -> torch.jit.ScriptModule:
-    """The frozen int8 graph of a ResNetRewardModel, calibrated on `frames` (uint8 model
-    inputs). It takes float inputs in [0, 1] (`to_unit`) of any batch size.
+def build_int8(net: nn.Module, frames: torch.Tensor, batch: int = 16) -> torch.jit.ScriptModule:
+    """The frozen int8 graph of `net` (a float32 inference copy of the model that takes float
+    inputs in [0, 1] and has no branch on them), calibrated on `frames` (uint8 model inputs).
+    It takes float inputs in [0, 1] (`to_unit`) of any batch size.
 
     :raises QuantizeError: this torch has no x86 quantized engine, or no frames.
     """
@@ -98,10 +61,9 @@ def build_int8(model: nn.Module, frames: torch.Tensor, batch: int = 16) -> torch
         )
     if len(frames) == 0:
         raise QuantizeError("no calibration frames: run `reward-model quantize CHECKPOINT --data D`")
-    with _LOCK, torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FX quantization's and TorchScript's deprecation notes
         torch.backends.quantized.engine = ENGINE
-        net = _Float(model).eval()
         example = to_unit(frames[:1])
         prepared = prepare_fx(net, get_default_qconfig_mapping(ENGINE), (example,))
         for s in range(0, len(frames), batch):
@@ -135,26 +97,6 @@ def read_frames(directory: Path) -> torch.Tensor | None:
             f"{path}: frames must be uint8, got {frames.dtype}; rerun `reward-model quantize`"
         )
     return frames
-
-
-def write_frames(directory: Path, frames: np.ndarray, source: str) -> dict[str, Any]:
-    """Store calibration inputs (uint8, the model's input shape) in a checkpoint and record
-    where they came from in its config.json (`int8`). Returns that entry."""
-    from safetensors.torch import save_file
-
-    directory = Path(directory)
-    frames = np.ascontiguousarray(frames, np.uint8)
-    tmp = directory / (FRAMES_FILE + ".tmp")
-    save_file({"frames": torch.from_numpy(frames)}, str(tmp))
-    tmp.replace(directory / FRAMES_FILE)
-    entry = {"frames": len(frames), "source": source, "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    config = directory / "config.json"
-    meta = json.loads(config.read_text())
-    meta["int8"] = entry
-    tmp = config.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=float) + "\n")
-    tmp.replace(config)
-    return entry
 
 
 def pick(n_items: int, labels: np.ndarray, count: int = DEFAULT_FRAMES) -> list[int]:

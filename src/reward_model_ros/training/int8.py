@@ -12,20 +12,17 @@ from typing import Any
 import numpy as np
 
 from reward_model_ros.core import quantize
-from reward_model_ros.core.checkpoint import load_checkpoint
+from reward_model_ros.core.checkpoint import load_checkpoint, store_int8_frames
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
 from reward_model_ros.training.data import FrameDataset, examples_from
 from reward_model_ros.training.temperature import sigmoid, split_logits
 
 
-def calibration_inputs(ckpt, rows: list[dict], root: Path, count: int) -> np.ndarray:
-    """`count` model inputs of `rows` (half successes, half failures), preprocessed as the
-    scorer does: (count, 3, H, W) uint8, or (count, V, 3, H, W) for a joint checkpoint."""
-    joint = list(ckpt.config.camera_names) if ckpt.config.views > 1 else None
-    ds = FrameDataset(examples_from(rows, root, joint), ckpt.config, None, cache=False)
-    keep = quantize.pick(len(ds), ds.labels(), count)
-    return np.stack([ds.image(i) for i in keep])
+def calibration_inputs(ds: FrameDataset, count: int) -> np.ndarray:
+    """`count` model inputs of `ds` (half successes, half failures, spread over it), as the
+    scorer feeds the model: (count, 3, H, W) uint8, or (count, V, 3, H, W) for a joint one."""
+    return np.stack([ds.image(i) for i in quantize.pick(len(ds), ds.labels(), count)])
 
 
 def quantize_checkpoint(
@@ -58,8 +55,10 @@ def quantize_checkpoint(
             f"{data}: no samples in split {split!r} (it has {splits}); choose --split"
         )
     ckpt = load_checkpoint(checkpoint, {"precision": "fp32", "optimize": "none"})
-    inputs = calibration_inputs(ckpt, picked, data, frames)
-    entry = quantize.write_frames(checkpoint, inputs, f"{data} {split}, {len(inputs)} inputs")
+    joint = list(ckpt.config.camera_names) if ckpt.config.views > 1 else None
+    ds = FrameDataset(examples_from(picked, data, joint), ckpt.config, None, cache=False)
+    inputs = calibration_inputs(ds, frames)
+    entry = store_int8_frames(checkpoint, inputs, f"{data} {split}, {len(inputs)} inputs")
     out: dict[str, Any] = dict(entry)
     check_rows = [r for r in rows if r["split"] == check] if check else []
     if check_rows:

@@ -530,16 +530,17 @@ class Trainer:
 
     def _int8_frames(self, train_ds: FrameDataset) -> None:
         """Store a few training inputs in best_model for model.precision=int8 (core/quantize.py)."""
-        from reward_model_ros.core import quantize
+        from reward_model_ros.core.checkpoint import store_int8_frames
+        from reward_model_ros.core.quantize import FRAMES_FILE
+        from reward_model_ros.training.int8 import calibration_inputs
 
         best, n = self.out / "best_model", self.cfg.runner.int8_calibration_frames
         if n <= 0 or not (best / "config.json").is_file() or not len(train_ds):
             return
-        keep = quantize.pick(len(train_ds), train_ds.labels(), n)
-        frames = np.stack([train_ds.image(i) for i in keep])
+        frames = calibration_inputs(train_ds, n)
         names = ", ".join(str(d) for d in self.data_dirs)
-        quantize.write_frames(best, frames, f"{names} train, {len(keep)} inputs")
-        self.log(f"int8 calibration: {len(keep)} training inputs stored in {best / quantize.FRAMES_FILE}")
+        store_int8_frames(best, frames, f"{names} train, {len(frames)} inputs")
+        self.log(f"int8 calibration: {len(frames)} training inputs stored in {best / FRAMES_FILE}")
 
     def _after_validation(self, model, opt, state, m, writer, history, train_loss) -> bool:
         r = self.cfg.runner
