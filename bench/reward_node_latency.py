@@ -1,7 +1,8 @@
 """End-to-end latency of reward_node: prints one JSON object per scenario.
 
     python bench/reward_node_latency.py [--duration 60] [--cameras 1 2] [--width 640 --height 480]
-        [--rate 30] [--compressed jpeg|png] [-p model.arch:=resnet18 -p model.precision:=bf16 ...]
+        [--rate 30] [--compressed jpeg|png] [--untrained resnet18]
+        [-p model.checkpoint_path:=DIR -p model.precision:=bf16 -p model.threads:=2 ...]
 
 For each camera count: a leased, loopback-only ROS domain; reward_node in its own process;
 an independent process (reward_model_ros.ros.frame_publisher) publishing rgb8 frames at
@@ -10,6 +11,11 @@ an independent process (reward_model_ros.ros.frame_publisher) publishing rgb8 fr
 subscribes to `reward` and measures, per message, the time from the image stamp to its
 receipt here. Reports p50/p90/p99/max latency, frames sent / scored / dropped, the node's
 inference time, and the node's resident memory every 5 s while publishing (from /proc).
+
+`--untrained ARCH` serves an untrained ARCH checkpoint written to --log-dir, with random int8
+calibration frames, so that every precision (auto: int8 on a VNNI CPU) can be timed without a
+trained model: speed does not depend on the weights. Without it and without
+model.checkpoint_path, reward_node serves its own untrained model (no int8).
 """
 
 from __future__ import annotations
@@ -46,6 +52,19 @@ def parse_params(items: list[str]) -> dict[str, object]:
         except json.JSONDecodeError:
             out[name] = value
     return out
+
+
+def untrained_checkpoint(arch: str, directory: Path) -> Path:
+    """An untrained `arch` checkpoint with 64 random int8 calibration frames (speed only)."""
+    from reward_model_ros.core.checkpoint import save_checkpoint, store_int8_frames, untrained
+    from reward_model_ros.core.config import ModelConfig
+
+    ckpt = untrained(ModelConfig(arch=arch), threshold=0.5)
+    save_checkpoint(directory, ckpt.model, ckpt.threshold)
+    shape = (64, *ckpt.config.image_size)
+    frames = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    store_int8_frames(directory, frames, "random frames (speed only): bench/reward_node_latency.py")
+    return directory
 
 
 def run(cameras: int, args, node_params: dict[str, object]) -> dict:
@@ -151,10 +170,15 @@ def main() -> None:
     parser.add_argument(
         "-p", dest="params", action="append", default=[], help="reward_node parameter name:=value"
     )
+    parser.add_argument("--untrained", metavar="ARCH", help="serve an untrained ARCH checkpoint (see above)")
     parser.add_argument("--log-dir", type=Path, default=Path("runs/bench"))
     args = parser.parse_args()
     args.log_dir.mkdir(parents=True, exist_ok=True)
-    results = [run(n, args, parse_params(args.params)) for n in args.cameras]
+    node_params = parse_params(args.params)
+    if args.untrained:
+        path = untrained_checkpoint(args.untrained, args.log_dir / f"untrained_{args.untrained}")
+        node_params.setdefault("model.checkpoint_path", str(path))
+    results = [run(n, args, node_params) for n in args.cameras]
     for r in results:
         print(json.dumps(r), flush=True)
     print(json.dumps({"benchmark": "reward_node_latency", "cpus": os.cpu_count(), "results": results}))

@@ -1,11 +1,13 @@
 """Training throughput of the classifier, and time to a validation accuracy on a dataset.
 
     python bench/train_throughput.py [--archs resnet10 resnet18] [--device cpu|cuda] [--steps 20]
+        [--memory-formats contiguous channels_last]
     python bench/train_throughput.py --data runs/demo/dataset --target 0.97
 
 Part 1: optimizer steps on random 3x128x128 uint8 batches (forward, backward, AdamW) with
 micro-batches of 32, for each arch and precision (fp32, and bf16 autocast where the
-hardware has it); images/s after 3 warm-up steps. Part 2 (with --data): a real training run
+hardware has it), in each memory format (channels_last: model and batches in NHWC, what
+oneDNN's convolutions prefer); images/s after 3 warm-up steps. Part 2 (with --data): a real training run
 with the demo's settings, reporting the wall time until the validation accuracy first
 reaches --target (from the run's history). Prints one JSON object.
 """
@@ -22,14 +24,18 @@ from pathlib import Path
 import torch
 
 
-def throughput(arch: str, precision: str, device: str, steps: int, batch: int) -> float:
+def throughput(
+    arch: str, precision: str, device: str, steps: int, batch: int, fmt: str = "contiguous"
+) -> float:
     from reward_model_ros.core.config import ModelConfig
     from reward_model_ros.core.model import ResNetRewardModel
 
     torch.manual_seed(0)
-    model = ResNetRewardModel(ModelConfig(arch=arch)).to(device).train()
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    model = ResNetRewardModel(ModelConfig(arch=arch)).to(device, memory_format=memory_format).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.randint(0, 255, (batch, 3, 128, 128), dtype=torch.uint8, device=device)
+    x = x.contiguous(memory_format=memory_format)
     y = torch.randint(0, 2, (batch,), device=device).float()
     loss_fn = torch.nn.BCEWithLogitsLoss()
     amp = torch.autocast(
@@ -96,6 +102,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument(
+        "--memory-formats", nargs="+", default=["contiguous"], choices=["contiguous", "channels_last"]
+    )
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("overrides", nargs="*", help="train overrides for --data, key=value")
@@ -106,9 +115,17 @@ def main() -> None:
     rows = []
     for arch in args.archs:
         for precision in ["fp32", "bf16"] if bf16 else ["fp32"]:
-            ips = throughput(arch, precision, args.device, args.steps, args.batch)
-            rows.append({"arch": arch, "precision": precision, "images_per_s": round(ips, 1)})
-            print(json.dumps(rows[-1]), flush=True)
+            for fmt in args.memory_formats:
+                ips = throughput(arch, precision, args.device, args.steps, args.batch, fmt)
+                rows.append(
+                    {
+                        "arch": arch,
+                        "precision": precision,
+                        "memory_format": fmt,
+                        "images_per_s": round(ips, 1),
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
     result = {
         "benchmark": "train_throughput",
         "device": args.device if not args.device.startswith("cuda") else torch.cuda.get_device_name(),

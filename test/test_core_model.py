@@ -29,6 +29,22 @@ def test_every_arch_gives_one_finite_probability_per_image(arch):
     assert np.allclose(pred.probabilities, 1 / (1 + np.exp(-pred.logits)), atol=1e-5)
 
 
+def test_predict_scores_in_eval_mode_and_leaves_the_mode_as_it_was():
+    """predict switches a training model to eval (dropout off, BatchNorm running statistics)
+    and back; a model already in eval is scored without a switch."""
+    torch.manual_seed(0)
+    model = ResNetRewardModel(ModelConfig(arch="resnet10", dropout=0.9, image_size=[3, 64, 64]))
+    x = images(4)
+    model.eval()
+    expected = model.predict(x).logits
+    model.train()
+    assert np.allclose(model.predict(x).logits, expected, atol=1e-5)  # not dropout's, not batch stats
+    assert model.training and model.head[2].training and model.backbone.training
+    model.eval()
+    assert np.allclose(model.predict(x).logits, expected, atol=1e-5)
+    assert not model.training and not model.head[2].training
+
+
 def test_head_shape():
     model = ResNetRewardModel(ModelConfig(arch="resnet10", hidden_dim=32, dropout=0.3))
     linear1, relu, dropout, linear2 = model.head
