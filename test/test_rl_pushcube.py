@@ -38,6 +38,7 @@ def test_rl_train_and_evaluate_smoke_on_pushcube(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "done: 150 env steps" in run.stdout
     assert "reward: threshold 0.5" in run.stderr + run.stdout  # where the decision settings came from
+    assert "inference fp32 (none) on cpu" in run.stderr + run.stdout
     result = json.loads((out / "result.json").read_text())
     assert result["steps"] == 150 and result["final_eval"]["episodes"] == 2
     assert 0.0 <= result["final_eval"]["gt_success"] <= 1.0 and result["reward_scoring_s"] > 0

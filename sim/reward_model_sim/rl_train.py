@@ -73,8 +73,9 @@ class RewardSection:
     terminate_on_success: bool = True
     """the debounced success decision ends the episode (HIL-SERL)"""
     precision: str = ""
-    """classifier inference precision (fp32 | bf16); empty = auto (bf16 in a frozen graph where
-    bf16 is native, as reward_node)"""
+    """classifier inference precision (fp32 | bf16 | int8); empty = auto, as reward_node: int8 on a
+    VNNI CPU for a checkpoint with int8 calibration frames, else bf16 in a frozen graph where bf16
+    is native, else fp32"""
     device: str = "auto"
     """classifier device: auto | cpu | cuda"""
     camera_names: list[str] = field(default_factory=list)
@@ -202,6 +203,8 @@ def make_env(cfg: RLConfig, monitor: RewardHackingMonitor | None) -> tuple[Learn
         return env, "ORACLE: the simulator's ground-truth success is the reward (benchmark baseline only)"
     # cameras: the checkpoint camera of each sim camera
     pipeline, source, cameras = reward_pipeline(r, sim.cameras, ckpt)
+    device = next(ckpt.model.parameters()).device
+    source += f"; inference {ckpt.config.precision} ({ckpt.config.optimize}) on {device}"
     if monitor is not None:
         monitor.cameras = cameras  # the disagreements dataset names them like the training data
     return LearnedRewardEnv(sim, pipeline, env_cfg, cameras, monitor), source
