@@ -16,7 +16,7 @@ from reward_model_ros.core.checkpoint import load_checkpoint
 from reward_model_ros.core.overrides import OverrideError, apply_overrides
 from reward_model_ros.paths import share_dir
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.train import TrainConfig, Trainer, TrainError, train
+from reward_model_ros.training.train import Optim, TrainConfig, Trainer, TrainError, scheduled_lr, train
 
 EXE = Path(sys.executable).parent / "reward-model"
 
@@ -51,6 +51,9 @@ def test_a_tiny_run_learns_a_separable_set_and_saves_a_loadable_checkpoint(datas
     assert val["accuracy"] >= 0.95 and val["auroc"] >= 0.99
     assert 0.0 < best.threshold < 1.0 and best.config.arch == "resnet10"
     assert result["state"]["step"] == 4 * (16 * 16 * 3 // 4 // 32)  # 3/4 of episodes train
+    # the default cosine schedule: from actor.optim.lr down towards 0 by the last step
+    lrs = [h["lr"] for h in result["history"]]
+    assert lrs[0] <= 3e-4 and all(b < a for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] < 0.1 * 3e-4
     events = list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
     assert events  # TensorBoard logs
 
@@ -101,10 +104,22 @@ def test_overrides_and_configuration_errors(dataset, tmp_path):
         train(config(tmp_path, "actor.global_batch_size=40"), dataset)
     with pytest.raises(TrainError, match=r"runner\.best_metric"):
         train(config(tmp_path, "runner.best_metric=val/nonsense"), dataset)
+    with pytest.raises(TrainError, match=r"actor\.optim\.lr_schedule='step': choose cosine or constant"):
+        train(config(tmp_path, "actor.optim.lr_schedule=step"), dataset)
     # the shipped YAML has exactly the trainer's keys and defaults
     assert apply_overrides(
         TrainConfig(), [], [share_dir() / "config" / "train_reward.yaml"]
     ) == apply_overrides(TrainConfig())
+
+
+def test_cosine_learning_rate_schedule():
+    optim = Optim(lr=1e-3)
+    lrs = [scheduled_lr(optim, step, 10) for step in range(10)]
+    assert (
+        lrs[0] == 1e-3 and lrs[5] == pytest.approx(5e-4) and lrs[-1] == pytest.approx(1e-3 * 0.0245, rel=0.01)
+    )
+    assert all(b < a for a, b in zip(lrs, lrs[1:], strict=False))
+    assert scheduled_lr(Optim(lr=1e-3, lr_schedule="constant"), 9, 10) == 1e-3
 
 
 def test_metrics_on_hand_made_probabilities():

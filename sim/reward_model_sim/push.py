@@ -3,7 +3,8 @@
 
 A closed-loop controller reads the task's state vector (TCP, goal and cube positions), moves
 the TCP behind the cube, lowers it and pushes along the cube-goal line. Modes:
-- success: the cube ends inside the goal region (then the pose is held);
+- success: the cube ends inside the goal region, anywhere along the push line from near
+  its edge to past its centre (then the pose is held);
 - push_short: stops with the cube just before the goal's edge (1-4 cm outside);
 - push_past: pushes the cube across and beyond the goal's far edge;
 - push_wide: pushes along a line offset sideways, so the cube passes beside the goal;
@@ -49,7 +50,10 @@ class PushController:
         self.phase = "approach"
         # how far beyond the goal's centre the cube is pushed, and sideways offset of the line
         self.overshoot = {
-            "success": -0.04 + self.rng.uniform(-0.02, 0.02),
+            # anywhere on the push line from near the goal's edge to past its centre (the cube
+            # slides on 1-4 cm): a classifier that saw only cubes before the centre judged
+            # cubes beyond it failures (held-out frame accuracy 95.4%, docs/data_and_training.md)
+            "success": self.rng.uniform(-0.07, 0.03),
             "push_short": -(GOAL_RADIUS + self.rng.uniform(0.01, 0.04)),
             "push_past": GOAL_RADIUS + self.rng.uniform(0.05, 0.1),
         }.get(mode, -0.04)

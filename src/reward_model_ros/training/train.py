@@ -91,6 +91,18 @@ class Optim:
     """AdamW learning rate"""
     weight_decay: float = 1e-4
     """AdamW weight decay"""
+    lr_schedule: str = "cosine"
+    """cosine (from lr at the first step towards 0 at the last) | constant"""
+
+
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def scheduled_lr(optim: Optim, step: int, max_steps: int) -> float:
+    """The learning rate of optimizer step `step` (0-based) of `max_steps`."""
+    if optim.lr_schedule == "constant" or max_steps < 1:
+        return optim.lr
+    return optim.lr * 0.5 * (1.0 + math.cos(math.pi * min(step, max_steps) / max_steps))
 
 
 @dataclass
@@ -197,6 +209,10 @@ class Trainer:
             )
         if r.best_metric not in BEST_METRICS:
             raise TrainError(f"runner.best_metric={r.best_metric!r}: choose one of {', '.join(BEST_METRICS)}")
+        if a.optim.lr_schedule not in LR_SCHEDULES:
+            raise TrainError(
+                f"actor.optim.lr_schedule={a.optim.lr_schedule!r}: choose {' or '.join(LR_SCHEDULES)}"
+            )
         if r.precision not in ("auto", "fp32", "bf16"):
             raise TrainError(f"runner.precision={r.precision!r}: choose auto, fp32 or bf16")
         if r.val_check_interval < 1:
@@ -419,6 +435,8 @@ class Trainer:
                 images_done += len(images) * self.world
                 if micro % accum:
                     continue
+                for group in opt.param_groups:  # from the step count: a resumed run continues it
+                    group["lr"] = scheduled_lr(cfg.actor.optim, state["step"], max_steps)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 state["step"] += 1
@@ -565,6 +583,7 @@ class Trainer:
                 "epoch": state["epoch"],
                 "elapsed_s": round(time.monotonic() - self.started, 2),
                 "train_loss": train_loss,
+                "lr": opt.param_groups[0]["lr"],
                 **{f"val/{k}": v for k, v in m.items()},
             }
         )
