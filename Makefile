@@ -3,6 +3,9 @@
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
+# the suite runs on pytest-xdist workers, one per core up to 4, a whole test file per worker
+# (module fixtures built once); half its time is spent waiting on nodes. TEST_WORKERS=0: serial
+TEST_WORKERS ?= auto
 # demo sizes: make demo EPISODES=10 EVAL_EPISODES=5 EPOCHS=2 (defaults: 40, 10, 8)
 EPISODES ?=
 EVAL_EPISODES ?=
@@ -22,7 +25,7 @@ demo: setup
 
 ## test: set up what is missing, then lint and run the whole test suite
 test: setup lint
-	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
 
 lint:
 	@echo "[test] ruff check + ruff format --check"

@@ -36,9 +36,15 @@ os.environ.pop("ROS_DOMAIN_ID")
 _sniffer: Sniffer | None = None
 
 
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    """A pytest-xdist worker (`make test` runs the suite on several): the controller sniffs
+    for all of them, once."""
+    return hasattr(config, "workerinput")
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _sniffer
-    if Sniffer.available() is None:
+    if not _is_xdist_worker(session.config) and Sniffer.available() is None:
         _sniffer = Sniffer().start()
 
 
@@ -51,6 +57,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    if _is_xdist_worker(terminalreporter.config):
+        return
     if _sniffer is None:
         terminalreporter.write_line(f"DDS isolation: not checked: {Sniffer.available()}")
         return
