@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -53,7 +54,7 @@ def test_a_tiny_run_learns_a_separable_set_and_saves_a_loadable_checkpoint(datas
     assert result["state"]["step"] == 4 * (16 * 16 * 3 // 4 // 32)  # 3/4 of episodes train
     # the default cosine schedule: from actor.optim.lr down towards 0 by the last step
     lrs = [h["lr"] for h in result["history"]]
-    assert lrs[0] <= 3e-4 and all(b < a for a, b in zip(lrs, lrs[1:], strict=False)) and lrs[-1] < 0.1 * 3e-4
+    assert lrs[0] <= 3e-4 and all(b < a for a, b in itertools.pairwise(lrs)) and lrs[-1] < 0.1 * 3e-4
     events = list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
     assert events  # TensorBoard logs
 
@@ -118,7 +119,7 @@ def test_cosine_learning_rate_schedule():
     assert (
         lrs[0] == 1e-3 and lrs[5] == pytest.approx(5e-4) and lrs[-1] == pytest.approx(1e-3 * 0.0245, rel=0.01)
     )
-    assert all(b < a for a, b in zip(lrs, lrs[1:], strict=False))
+    assert all(b < a for a, b in itertools.pairwise(lrs))
     assert scheduled_lr(Optim(lr=1e-3, lr_schedule="constant"), 9, 10) == 1e-3
 
 
