@@ -45,14 +45,14 @@ def config(tmp_path: Path, *overrides: str):
 
 
 def test_a_tiny_run_learns_a_separable_set_and_saves_a_loadable_checkpoint(dataset, tmp_path):
-    cfg = config(tmp_path, "runner.max_epochs=4")
+    cfg = config(tmp_path, "runner.max_epochs=4", "actor.optim.lr_schedule=cosine")
     result = train(cfg, dataset, log=lambda m: None)
     best = load_checkpoint(tmp_path / "run" / "best_model")
     val = best.training["validation"]
     assert val["accuracy"] >= 0.95 and val["auroc"] >= 0.99
     assert 0.0 < best.threshold < 1.0 and best.config.arch == "resnet10"
     assert result["state"]["step"] == 4 * (16 * 16 * 3 // 4 // 32)  # 3/4 of episodes train
-    # the default cosine schedule: from actor.optim.lr down towards 0 by the last step
+    # the cosine schedule: from actor.optim.lr down towards 0 by the last step
     lrs = [h["lr"] for h in result["history"]]
     assert lrs[0] <= 3e-4 and all(b < a for a, b in itertools.pairwise(lrs)) and lrs[-1] < 0.1 * 3e-4
     events = list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
@@ -114,7 +114,7 @@ def test_overrides_and_configuration_errors(dataset, tmp_path):
 
 
 def test_cosine_learning_rate_schedule():
-    optim = Optim(lr=1e-3)
+    optim = Optim(lr=1e-3, lr_schedule="cosine")
     lrs = [scheduled_lr(optim, step, 10) for step in range(10)]
     assert (
         lrs[0] == 1e-3 and lrs[5] == pytest.approx(5e-4) and lrs[-1] == pytest.approx(1e-3 * 0.0245, rel=0.01)

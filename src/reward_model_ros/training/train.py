@@ -91,8 +91,8 @@ class Optim:
     """AdamW learning rate"""
     weight_decay: float = 1e-4
     """AdamW weight decay"""
-    lr_schedule: str = "cosine"
-    """cosine (from lr at the first step towards 0 at the last) | constant"""
+    lr_schedule: str = "constant"
+    """constant | cosine (from lr at the first step towards 0 at the last)"""
 
 
 LR_SCHEDULES = ("cosine", "constant")
