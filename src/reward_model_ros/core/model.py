@@ -215,7 +215,7 @@ class ResNetRewardModel(nn.Module):
         """Success probabilities sigmoid(logit / temperature) for a batch, in eval mode, without
         gradients; every scorer (FrameScorer, BatchScorer) gets its probabilities here."""
         was_training = self.training
-        if was_training:  # a mode switch walks every module: ~3 ms a call on ResNet-18 (measured)
+        if was_training:  # a mode switch walks every module: ~1 ms a call on ResNet-18
             self.eval()
         try:
             batch = torch.as_tensor(images).to(self.device, non_blocking=True)
