@@ -5,7 +5,6 @@ the pose topic is reported, enable / reset / recover, the gripper's hysteresis."
 from __future__ import annotations
 
 import importlib.util
-import itertools
 import math
 import time
 from pathlib import Path
@@ -245,7 +244,11 @@ def test_fuzzed_actions_over_ros_stay_in_the_box_and_within_the_step_limit(arm):
     # the gripper: hysteresis and the minimum interval of 0.5 s, across processes
     times = [t for t, _ in probe.gripper]
     assert 2 <= len(times) <= elapsed / 0.5 + 2, (len(times), elapsed)
-    assert all(b - a >= 0.4 for a, b in itertools.pairwise(times)), np.diff(times)
+    # receipt times: on a loaded machine (two test workers) delivery shifts single commands by
+    # up to ~0.2 s (a 0.30 s gap seen); a broken interval gives gaps of one control period (ms).
+    # The exact interval is tested on GripperLogic itself (test_arm_safety.py).
+    gaps = np.diff(times)
+    assert gaps.min() >= 0.25 and np.median(gaps) >= 0.45, gaps
     spin_until(probe.node, lambda: len(probe.joints) > 0, 5, "joint states")
     assert len(probe.joints[-1].name) == 9 and probe.joints[-1].name[7] == "fr3_finger_joint1"
 
