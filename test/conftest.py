@@ -37,8 +37,8 @@ _sniffer: Sniffer | None = None
 
 
 def _is_xdist_worker(config: pytest.Config) -> bool:
-    """A pytest-xdist worker (`make test` runs the suite on several): the controller sniffs
-    for all of them, once."""
+    """A pytest-xdist worker (`make test TEST_WORKERS=auto`): the controller sniffs for all
+    of them, once."""
     return hasattr(config, "workerinput")
 
 

@@ -203,8 +203,7 @@ def make_env(cfg: RLConfig, monitor: RewardHackingMonitor | None) -> tuple[Learn
         return env, "ORACLE: the simulator's ground-truth success is the reward (benchmark baseline only)"
     # cameras: the checkpoint camera of each sim camera
     pipeline, source, cameras = reward_pipeline(r, sim.cameras, ckpt)
-    device = next(ckpt.model.parameters()).device
-    source += f"; inference {ckpt.config.precision} ({ckpt.config.optimize}) on {device}"
+    source += f"; inference {ckpt.config.precision} ({ckpt.config.optimize}) on {ckpt.model.device}"
     if monitor is not None:
         monitor.cameras = cameras  # the disagreements dataset names them like the training data
     return LearnedRewardEnv(sim, pipeline, env_cfg, cameras, monitor), source
