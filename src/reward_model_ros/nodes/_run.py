@@ -70,6 +70,19 @@ def print_help(factory: Callable[[], Any]) -> None:
             print(f"  {p.name:<{width}}  {default:<14} {p.description}{ro}")
 
 
+def shutdown_race(exc: BaseException, context_ok: bool) -> bool:
+    """Whether `exc`, raised out of the executor, is only a Ctrl-C / SIGTERM racing it.
+
+    rclpy's signal handler shuts the context down from whatever point the executor has reached.
+    Between two iterations the next wait set fails with RCLError ("the given context is not
+    valid"); inside one, the take of a message that was ready finds its handles gone and
+    pybind11 raises RuntimeError ("Unable to convert call argument '0' to Python object",
+    seen in CI on rl_trainer). Both are a clean shutdown once the context is down. The same
+    errors while the context is still up are real failures and propagate.
+    """
+    return not context_ok and type(exc).__name__ in ("RCLError", "RuntimeError")
+
+
 def spin_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     """Create the node with `factory`, spin it until Ctrl-C / SIGTERM (or until its
     `finished` (a `Finished`), if it has one, is set: a node that ends its own job), then clean up.
@@ -101,11 +114,7 @@ def spin_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:
-        # A SIGINT that lands between two executor iterations shuts the context down before
-        # the next wait set is built: rclpy raises RCLError ("the given context is not valid")
-        # instead of ExternalShutdownException. That is a clean shutdown too; anything else
-        # (or an RCLError while the context is still up) is a real failure.
-        if type(exc).__name__ != "RCLError" or rclpy.ok():
+        if not shutdown_race(exc, rclpy.ok()):
             raise
     finally:
         # A second Ctrl-C (or a launch system's repeated SIGINT) must not interrupt cleanup.
