@@ -3,10 +3,9 @@
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 PYTEST_ARGS ?=
-# TEST_WORKERS=auto: pytest-xdist workers, one per core up to 4, a whole test file per worker
-# (14.9-16.3 min against ~22 serially on the Intel 2-core machine), but on two cores each run
-# had one real-time test miss a frame beside the second worker; serial (0) stays the default
-TEST_WORKERS ?= 0
+# TEST_WORKERS: pytest-xdist workers for the tests not marked realtime (auto: one per core, at
+# most 4); the realtime tests then run alone. 0: one serial session (see scripts/run_tests.sh)
+TEST_WORKERS ?= auto
 # demo sizes: make demo EPISODES=10 EVAL_EPISODES=5 EPOCHS=2 (defaults: 40, 10, 8)
 EPISODES ?=
 EVAL_EPISODES ?=
@@ -26,7 +25,7 @@ demo: setup
 
 ## test: set up what is missing, then lint and run the whole test suite
 test: setup lint
-	@$(BIN)/python -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile $(PYTEST_ARGS)
+	@TEST_WORKERS=$(TEST_WORKERS) PYTHON=$(BIN)/python bash scripts/run_tests.sh $(PYTEST_ARGS)
 
 lint:
 	@echo "[test] ruff check + ruff format --check"

@@ -102,6 +102,7 @@ def wait_exit(proc, timeout: float) -> int:
     return proc.popen.returncode
 
 
+@pytest.mark.realtime
 # --- across processes -----------------------------------------------------------------------
 def test_publishes_a_video_file_with_calibration_at_the_rate_and_loops(
     ros_node, start_node, video, calibration

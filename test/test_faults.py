@@ -195,6 +195,7 @@ def test_a_bad_frame_right_after_a_good_one_does_not_displace_it(ros_node, start
     assert sorted(r.sequence for r in got) == list(range(1, 41))  # and every frame a number
 
 
+@pytest.mark.realtime
 def test_a_large_batch_request_does_not_starve_the_camera_stream(ros_node, start_node):
     """300 images through ~/compute_rewards while a camera streams at 20 Hz: the stream keeps
     being scored while the batch runs (a starved stream would get no reward until the batch is

@@ -25,6 +25,9 @@ from std_srvs.srv import SetBool, Trigger
 from reward_model_ros.core.arm_safety import ArmSafetyConfig, Pose, distance
 from reward_model_ros.ros.conversions import pose_from_ros, pose_to_ros, stamp_to_nanoseconds
 
+# real-time: a gripper interval and a watchdog period, judged on receipt times
+pytestmark = pytest.mark.realtime
+
 ROOT = Path(__file__).resolve().parents[1]
 PI = math.pi
 RATE = 2.5  # Hz: the watchdog period is 0.4 s, long against DDS delays on a loaded 2-core machine

@@ -65,6 +65,7 @@ def wait_ready(node, proc, topic="/image_raw"):
     assert proc.alive(), proc.output()
 
 
+@pytest.mark.realtime
 def test_every_frame_at_30hz_gets_a_reward_with_its_stamp(ros_node, start_node):
     got = collect_rewards(ros_node)
     node = start_node("reward_node", params={**FAST, "image_qos": "reliable"})
@@ -85,6 +86,7 @@ def test_every_frame_at_30hz_gets_a_reward_with_its_stamp(ros_node, start_node):
     assert node.alive()
 
 
+@pytest.mark.realtime
 def test_two_cameras_are_matched_by_stamp_and_fused(ros_node, start_node):
     got = collect_rewards(ros_node)
     topics = ["front/image_raw", "wrist/image_raw"]
@@ -240,6 +242,7 @@ def test_compressed_frames_are_scored_as_their_raw_pixels_and_bad_ones_flagged(r
     assert node.alive()
 
 
+@pytest.mark.realtime
 def test_slow_inference_drops_stale_frames_instead_of_queueing(ros_node, start_node):
     got = collect_rewards(ros_node)
     node = start_node(

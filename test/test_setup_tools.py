@@ -142,3 +142,51 @@ def test_colcon_workspace_build_as_in_the_readme(tmp_path):
     assert "reward-model" in (ws / "help_cli.txt").read_text()
     assert str(install / "lib" / "reward_model_ros") in run.stdout
     assert "7/7 interfaces came back unchanged" in run.stdout
+
+
+def _run_tests(tmp_path: Path, workers: str, codes: list[int], *args: str) -> tuple[int, list[list[str]]]:
+    """scripts/run_tests.sh with a stand-in python that logs its arguments and exits with the
+    next of `codes` (one per pytest pass)."""
+    tmp_path = tmp_path / f"run{len(list(tmp_path.glob('run*')))}"
+    tmp_path.mkdir()
+    log, codes_file = tmp_path / "calls.log", tmp_path / "codes"
+    codes_file.write_text("\n".join(map(str, codes)) + "\n")
+    fake = tmp_path / "python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s\\x1f" "$@" >> {log}; echo >> {log}\n'
+        f'code=$(head -n 1 {codes_file}); sed -i 1d {codes_file}; exit "$code"\n'
+    )
+    fake.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(fake), "TEST_WORKERS": workers}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "run_tests.sh"), *args], env=env, capture_output=True)
+    calls = [line.rstrip("\x1f").split("\x1f") for line in log.read_text().splitlines()] if log.exists() else []
+    return proc.returncode, calls
+
+
+def test_make_test_runs_realtime_tests_alone_after_the_parallel_pass(tmp_path):
+    """`make test`'s two passes: everything not `realtime` on xdist workers, then the realtime
+    tests serially with xdist off; both always run, and either failing fails the suite."""
+    rc, calls = _run_tests(tmp_path, "auto", [0, 0], "-k", "x")
+    assert rc == 0 and len(calls) == 2
+    first, second = calls
+    assert first[:3] == ["-m", "pytest", "-n"] and first[3] == "auto"
+    assert first[first.index("-m", 1) + 1] == "not realtime" and first[-2:] == ["-k", "x"]
+    assert ["-p", "no:xdist"] == second[2:4] and second[second.index("-m", 1) + 1] == "realtime"
+    assert second[-2:] == ["-k", "x"]
+    # a failure in the first pass still runs the second, and fails the suite
+    rc, calls = _run_tests(tmp_path, "auto", [1, 0])
+    assert rc == 1 and len(calls) == 2
+    assert _run_tests(tmp_path, "2", [0, 1])[0] == 1
+    # a pass that selects nothing (pytest's 5: one file without realtime tests) is no failure
+    assert _run_tests(tmp_path, "auto", [0, 5])[0] == 0
+    # TEST_WORKERS=0: one serial session of everything
+    rc, calls = _run_tests(tmp_path, "0", [0])
+    assert rc == 0 and calls == [["-m", "pytest"]]
+
+
+def test_pytest_markers_are_strict_and_realtime_is_declared():
+    """A misspelt marker (say `@pytest.mark.realtim`) would put a real-time test in the
+    parallel pass without a word: markers must be declared, and `realtime` is."""
+    text = (ROOT / "pyproject.toml").read_text()
+    assert "--strict-markers" in text and '"realtime:' in text
