@@ -159,8 +159,10 @@ def _run_tests(tmp_path: Path, workers: str, codes: list[int], *args: str) -> tu
     )
     fake.chmod(0o755)
     env = {**os.environ, "PYTHON": str(fake), "TEST_WORKERS": workers}
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "run_tests.sh"), *args], env=env, capture_output=True)
-    calls = [line.rstrip("\x1f").split("\x1f") for line in log.read_text().splitlines()] if log.exists() else []
+    script = ROOT / "scripts" / "run_tests.sh"
+    proc = subprocess.run(["bash", str(script), *args], env=env, capture_output=True)
+    lines = log.read_text().splitlines() if log.exists() else []
+    calls = [line.rstrip("\x1f").split("\x1f") for line in lines]
     return proc.returncode, calls
 
 
@@ -172,7 +174,7 @@ def test_make_test_runs_realtime_tests_alone_after_the_parallel_pass(tmp_path):
     first, second = calls
     assert first[:3] == ["-m", "pytest", "-n"] and first[3] == "auto"
     assert first[first.index("-m", 1) + 1] == "not realtime" and first[-2:] == ["-k", "x"]
-    assert ["-p", "no:xdist"] == second[2:4] and second[second.index("-m", 1) + 1] == "realtime"
+    assert second[2:4] == ["-p", "no:xdist"] and second[second.index("-m", 1) + 1] == "realtime"
     assert second[-2:] == ["-k", "x"]
     # a failure in the first pass still runs the second, and fails the suite
     rc, calls = _run_tests(tmp_path, "auto", [1, 0])
