@@ -40,9 +40,30 @@ def run(env, mode, seed, hold=20):
 def test_planned_episode_succeeds_and_holds_the_success_pose(env, seed):
     ok, flags = run(env, "success", seed)
     assert ok
+    base = env.unwrapped
+    assert np.linalg.norm(np.asarray(base.cube.pose.p[0] - base.goal_site.pose.p[0], float)) < 0.025
     # the last hold_steps frames (at least) are success frames, in one run at the end
     tail = len(flags) - flags.index(True)
     assert tail >= 20 and all(flags[-tail:])
+
+
+def test_successes_cover_the_success_region_not_only_its_centre():
+    """Success targets spread over the ball of SUCCESS_SPREAD around the goal (inside the
+    0.025 m success radius): many seeds give offsets from ~0 to near the spread, in all
+    directions, deterministically per seed."""
+    from reward_model_sim.scripted import SUCCESS_SPREAD, success_target
+
+    goal = np.array([0.05, -0.1, 0.2])
+    offsets = np.array([success_target(goal, np.random.default_rng(s)) - goal for s in range(200)])
+    dist = np.linalg.norm(offsets, axis=1)
+    assert dist.max() <= SUCCESS_SPREAD + 1e-12 and SUCCESS_SPREAD < 0.025
+    assert dist.max() > 0.8 * SUCCESS_SPREAD and np.median(dist) > 0.3 * SUCCESS_SPREAD
+    assert (offsets > 0.005).any(axis=0).all() and (offsets < -0.005).any(axis=0).all()
+    np.testing.assert_array_equal(
+        success_target(goal, np.random.default_rng(7)), success_target(goal, np.random.default_rng(7))
+    )
+    low = np.array([0.0, 0.0, 0.02])
+    assert all(success_target(low, np.random.default_rng(s))[2] >= 0.025 for s in range(20))
 
 
 @pytest.mark.parametrize("mode", [m for m in SCRIPTED_MODES if m != "success"])
