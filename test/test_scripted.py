@@ -176,3 +176,28 @@ def test_pushcube_scripted_episodes_act_in_the_policys_space_and_fail_near_the_g
         fresh.close()
         runs.append(actions)
     assert len(runs[0]) == len(runs[1]) and all(np.array_equal(a, b) for a, b in zip(*runs, strict=True))
+
+
+def test_pushcube_successes_cover_the_goal_beside_its_centre_line_too():
+    """A success aims up to 5 cm beside the goal's centre line as well as along it: over a
+    dozen seeds the cube comes to rest inside the goal on both sides of the line, by more than
+    2 cm (a classifier that saw successes only on the line judged side-rim successes failures)."""
+    import gymnasium as gym
+
+    from reward_model_sim.push import GOAL_RADIUS, positions
+    from reward_model_sim.scripted import run_episode
+
+    e = gym.make("PushCube-v1", obs_mode="state", control_mode="pd_ee_delta_pos", sim_backend="physx_cpu")
+    try:
+        ends = []
+        for seed in range(12):
+            last: dict = {}
+            ok = run_episode(e, "PushCube-v1", "success", seed, lambda o, i, a: last.update(o=o), 3)
+            _, goal, cube = positions(np.asarray(last["o"]).reshape(-1))
+            ends.append((ok, *(cube - goal)[:2]))
+    finally:
+        e.close()
+    ok, along, beside = np.array(ends).T
+    inside = np.hypot(along, beside) < GOAL_RADIUS
+    assert inside.sum() >= 11 and (ok.astype(bool) == inside).all()
+    assert beside[inside].min() < -0.02 and beside[inside].max() > 0.02, beside

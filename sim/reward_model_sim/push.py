@@ -3,8 +3,8 @@
 
 A closed-loop controller reads the task's state vector (TCP, goal and cube positions), moves
 the TCP behind the cube, lowers it and pushes along the cube-goal line. Modes:
-- success: the cube ends inside the goal region, anywhere along the push line from near
-  its edge to past its centre (then the pose is held);
+- success: the cube ends inside the goal region, from near its edge to past its centre and
+  up to 5 cm beside its centre line (then the pose is held);
 - push_short: stops with the cube just before the goal's edge (1-4 cm outside);
 - push_past: pushes the cube across and beyond the goal's far edge;
 - push_wide: pushes along a line offset sideways, so the cube passes beside the goal;
@@ -62,7 +62,12 @@ class PushController:
         self.side = (
             self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.11, 0.15) if mode == "push_wide" else 0.0
         )
+        # a success aims the cube up to 5 cm beside the goal's centre line too (pushing along a
+        # slanted line): with successes only on the centre line, held-out successes that came to
+        # rest near the goal's side rim were judged failures (docs/benchmarks.md)
+        self.aim_side = self.rng.uniform(-0.05, 0.05) if mode == "success" else None
         self.start: tuple[np.ndarray, np.ndarray] | None = None
+        self.line: tuple[np.ndarray, np.ndarray, float] | None = None  # origin, direction, end
 
     def act(self, state: np.ndarray) -> np.ndarray:
         tcp, goal, cube = positions(state)
@@ -72,10 +77,10 @@ class PushController:
             return np.concatenate([self.rng.uniform(-1, 1, 3), [-1.0]]).astype(np.float32)
         if self.mode == "hover":
             return self._towards(tcp, np.array([goal[0], goal[1], 0.08]))
-        cube0, goal0 = self.start
-        line_y = goal0[1] + self.side
-        behind = np.array([min(cube[0], cube0[0]) - CUBE_HALF - 0.03, line_y, CUBE_HALF])
-        end_x = goal0[0] + self.overshoot  # where the cube's centre should stop
+        origin, way, end = self._push_line()
+        along = lambda p: float((p[:2] - origin) @ way)  # noqa: E731 - position on the push line
+        at = lambda t: np.array([*(origin + way * t), CUBE_HALF])  # noqa: E731 - the line's point at t
+        behind = at(min(along(cube), 0.0) - CUBE_HALF - 0.03)
         if self.phase == "approach":
             target = behind + np.array([0, 0, 0.06])
             if np.linalg.norm(tcp[:2] - behind[:2]) < 0.01:
@@ -85,20 +90,34 @@ class PushController:
             if abs(tcp[2] - behind[2]) < 0.01 and np.linalg.norm(tcp[:2] - behind[:2]) < 0.015:
                 self.phase = "hold" if self.mode == "touch" else "push"
         if self.phase == "push":
-            # the TCP touches the cube's back face: stop it where the cube's centre reaches end_x
-            stop_tcp_x = end_x - CONTACT
-            target = np.array([min(tcp[0] + 0.05, stop_tcp_x), line_y, CUBE_HALF])
-            if tcp[0] >= stop_tcp_x - 0.003 or self._stalled(tcp):
+            # the TCP touches the cube's back face: stop it where the cube's centre reaches the end
+            stop_tcp = end - CONTACT
+            target = at(min(along(tcp) + 0.05, stop_tcp))
+            if along(tcp) >= stop_tcp - 0.003 or self._stalled(along(tcp)):
                 self.phase = "hold"
             return self._towards(tcp, target, self.push_speed)
         if self.phase == "hold":
             target = tcp
         return self._towards(tcp, target)
 
-    def _stalled(self, tcp: np.ndarray) -> bool:
+    def _push_line(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """The push line in the table plane, from the episode's first state: its origin (the
+        cube's start, moved sideways by `side`), unit direction, and where along it the cube's
+        centre should stop. Along +x (cube to goal in PushCube) unless a success aims beside
+        the goal's centre."""
+        if self.line is None:
+            cube0, goal0 = (v[:2].astype(float) for v in self.start)
+            origin = np.array([cube0[0], goal0[1] + self.side])
+            end_point = goal0 + np.array([self.overshoot, self.aim_side or 0.0])
+            way = np.array([1.0, 0.0]) if self.aim_side is None else end_point - origin
+            way = way / np.linalg.norm(way)
+            self.line = (origin, way, float((end_point - origin) @ way))
+        return self.line
+
+    def _stalled(self, progress: float) -> bool:
         """The arm's reach ends before the stop point (far goals): stop pushing."""
-        last, self._last_x = getattr(self, "_last_x", None), float(tcp[0])
-        return last is not None and abs(tcp[0] - last) < 1e-3
+        last, self._last_progress = getattr(self, "_last_progress", None), progress
+        return last is not None and abs(progress - last) < 1e-3
 
     def _towards(self, tcp: np.ndarray, target: np.ndarray, limit: float = 1.0) -> np.ndarray:
         move = np.clip((target - tcp) / STEP_M * self.gain, -limit, limit)
