@@ -192,7 +192,9 @@ def test_pushcube_successes_cover_the_goal_beside_its_centre_line_too():
         ends = []
         for seed in range(12):
             last: dict = {}
-            ok = run_episode(e, "PushCube-v1", "success", seed, lambda o, i, a: last.update(o=o), 3)
+            ok = run_episode(
+                e, "PushCube-v1", "success", seed, lambda o, i, a, last=last: last.update(o=o), 3
+            )
             _, goal, cube = positions(np.asarray(last["o"]).reshape(-1))
             ends.append((ok, *(cube - goal)[:2]))
     finally:
