@@ -181,7 +181,8 @@ def test_pushcube_scripted_episodes_act_in_the_policys_space_and_fail_near_the_g
 def test_pushcube_successes_cover_the_goal_beside_its_centre_line_too():
     """A success aims up to 5 cm beside the goal's centre line as well as along it: over a
     dozen seeds the cube comes to rest inside the goal on both sides of the line, by more than
-    2 cm (a classifier that saw successes only on the line judged side-rim successes failures)."""
+    2 cm (a classifier that saw successes only on the line judged side-rim successes failures).
+    push_wide pushes the cube towards the goal's side rim."""
     import gymnasium as gym
 
     from reward_model_sim.push import GOAL_RADIUS, positions
@@ -197,6 +198,21 @@ def test_pushcube_successes_cover_the_goal_beside_its_centre_line_too():
             )
             _, goal, cube = positions(np.asarray(last["o"]).reshape(-1))
             ends.append((ok, *(cube - goal)[:2]))
+        # push_wide pushes the cube (it once only swept the fingers beside the goal, the cube
+        # untouched 20 cm away) so that it passes near the goal's side rim
+        for seed in range(4):
+            first, last = {}, {}
+            run_episode(
+                e,
+                "PushCube-v1",
+                "push_wide",
+                seed,
+                lambda o, i, a, f=first, la=last: (f.setdefault("o", o), la.update(o=o)),
+                3,
+            )
+            *_, cube0 = positions(np.asarray(first["o"]).reshape(-1))
+            _, goal, cube = positions(np.asarray(last["o"]).reshape(-1))
+            assert np.linalg.norm(cube - cube0) > 0.05 and 0.05 < abs((cube - goal)[1]) < 0.25
     finally:
         e.close()
     ok, along, beside = np.array(ends).T

@@ -7,7 +7,7 @@ the TCP behind the cube, lowers it and pushes along the cube-goal line. Modes:
   up to 5 cm beside its centre line (then the pose is held);
 - push_short: stops with the cube just before the goal's edge (1-4 cm outside);
 - push_past: pushes the cube across and beyond the goal's far edge;
-- push_wide: pushes along a line offset sideways, so the cube passes beside the goal;
+- push_wide: pushes along a slanted line, so the cube passes just outside the goal's side rim;
 - hover: pushes nothing, holds the TCP above the goal (the arm, not the cube, at the goal);
 - touch: lowers the fingers behind the cube and stays there (the arm hides the cube from
   the camera, as a policy's first attempts do);
@@ -59,13 +59,14 @@ class PushController:
         }.get(mode, -0.04)
         # full speed launches the cube (it slides on); push_past relies on that
         self.push_speed = 1.0 if mode == "push_past" else 0.5
-        self.side = (
-            self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.11, 0.15) if mode == "push_wide" else 0.0
-        )
-        # a success aims the cube up to 5 cm beside the goal's centre line too (pushing along a
-        # slanted line): with successes only on the centre line, held-out successes that came to
-        # rest near the goal's side rim were judged failures (docs/benchmarks.md)
-        self.aim_side = self.rng.uniform(-0.05, 0.05) if mode == "success" else None
+        # how far beside the goal's centre line the cube is aimed (pushed along a slanted line).
+        # A success: up to 5 cm (with successes only on the centre line, held-out successes that
+        # came to rest near the goal's side rim were judged failures, docs/benchmarks.md).
+        # push_wide: 12-16 cm, so the cube passes just outside the goal's side rim.
+        self.aim_side = {
+            "success": lambda: self.rng.uniform(-0.05, 0.05),
+            "push_wide": lambda: self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.12, 0.16),
+        }.get(mode, lambda: None)()
         self.start: tuple[np.ndarray, np.ndarray] | None = None
         self.line: tuple[np.ndarray, np.ndarray, float] | None = None  # origin, direction, end
 
@@ -102,12 +103,11 @@ class PushController:
 
     def _push_line(self) -> tuple[np.ndarray, np.ndarray, float]:
         """The push line in the table plane, from the episode's first state: its origin (the
-        cube's start, moved sideways by `side`), unit direction, and where along it the cube's
-        centre should stop. Along +x (cube to goal in PushCube) unless a success aims beside
-        the goal's centre."""
+        cube's start), unit direction, and where along it the cube's centre should stop. Along
+        +x (cube to goal in PushCube) unless the mode aims beside the goal's centre line."""
         if self.line is None:
             cube0, goal0 = (v[:2].astype(float) for v in self.start)
-            origin = np.array([cube0[0], goal0[1] + self.side])
+            origin = np.array([cube0[0], goal0[1]])
             end_point = goal0 + np.array([self.overshoot, self.aim_side or 0.0])
             way = np.array([1.0, 0.0]) if self.aim_side is None else end_point - origin
             way = way / np.linalg.norm(way)
