@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from helpers import call, wait_for_service
@@ -141,6 +143,61 @@ def test_reduced_demo_runs_every_stage(tmp_path):
     assert stored["debounce_frames"] == summary["recommended_debounce_frames"]
     assert summary["replay_threshold_served"] == pytest.approx(stored["reward_threshold"], abs=1e-6)
     assert f"debounce {stored['debounce_frames']} (recommended)" in summary["replay_decision"]
+
+
+def _live_children(parent: int) -> list[int]:
+    """PIDs of the live (not zombie) processes whose parent is `parent`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent and fields[0] != "Z":
+                pids.append(int(proc.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_stops_the_demo_and_every_node_it_started(tmp_path, ros_domain):
+    """A `kill` (SIGTERM) of `reward-model demo` mid-collection ends it like Ctrl-C (exit 130),
+    and the bridge and recorder it started stop with it. Before, they lived on as orphans in
+    their own process groups, still simulating and recording."""
+    exe = os.path.join(os.path.dirname(sys.executable), "reward-model")
+    out_dir, log = tmp_path / "demo_killed", tmp_path / "demo.log"
+    children: list[int] = []
+    with log.open("w") as sink:
+        demo = subprocess.Popen(
+            [exe, "demo", "--episodes", "50", "--out", str(out_dir), "--rl-minutes", "0"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (out_dir / "bags" / "train").is_dir():
+            time.sleep(0.2)
+        time.sleep(1.0)
+        children = _live_children(demo.pid)
+        assert len(children) >= 2, "the demo started no bridge and recorder"  # both node processes
+        demo.send_signal(signal.SIGTERM)
+        code = demo.wait(timeout=60)
+        assert code == 130, log.read_text()[-3000:]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and any(map(_alive, children)):
+            time.sleep(0.2)
+        assert not any(map(_alive, children)), "node processes outlived the demo"
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+        for pid in filter(_alive, children):
+            os.killpg(pid, signal.SIGKILL)
 
 
 def test_check_without_echo_node_fails_fast_and_says_why(ros_domain):

@@ -466,6 +466,20 @@ def recover(bags: list[Path]) -> int:
     return code
 
 
+def _sigterm_interrupts() -> None:
+    """SIGTERM (a `kill`, a job scheduler, a container stop) ends a command like Ctrl-C: the
+    node processes it started (the demo's bridge, recorder, reward_node) are stopped by their
+    `finally` blocks and what they recorded is closed, instead of living on as orphans in their
+    own process groups (seen: `pkill -f "reward-model demo"` left the bridge and recorder
+    running)."""
+    import signal
+    import threading
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reward-model", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -743,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
             args.train_overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    _sigterm_interrupts()
     try:
         if args.command == "process":
             return process(args)
