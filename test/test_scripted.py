@@ -40,30 +40,9 @@ def run(env, mode, seed, hold=20):
 def test_planned_episode_succeeds_and_holds_the_success_pose(env, seed):
     ok, flags = run(env, "success", seed)
     assert ok
-    base = env.unwrapped
-    assert np.linalg.norm(np.asarray(base.cube.pose.p[0] - base.goal_site.pose.p[0], float)) < 0.025
     # the last hold_steps frames (at least) are success frames, in one run at the end
     tail = len(flags) - flags.index(True)
     assert tail >= 20 and all(flags[-tail:])
-
-
-def test_successes_cover_the_success_region_not_only_its_centre():
-    """Success targets spread over the ball of SUCCESS_SPREAD around the goal (inside the
-    0.025 m success radius): many seeds give offsets from ~0 to near the spread, in all
-    directions, deterministically per seed."""
-    from reward_model_sim.scripted import SUCCESS_SPREAD, success_target
-
-    goal = np.array([0.05, -0.1, 0.2])
-    offsets = np.array([success_target(goal, np.random.default_rng(s)) - goal for s in range(200)])
-    dist = np.linalg.norm(offsets, axis=1)
-    assert dist.max() <= SUCCESS_SPREAD + 1e-12 and SUCCESS_SPREAD < 0.025
-    assert dist.max() > 0.8 * SUCCESS_SPREAD and np.median(dist) > 0.3 * SUCCESS_SPREAD
-    assert (offsets > 0.005).any(axis=0).all() and (offsets < -0.005).any(axis=0).all()
-    np.testing.assert_array_equal(
-        success_target(goal, np.random.default_rng(7)), success_target(goal, np.random.default_rng(7))
-    )
-    low = np.array([0.0, 0.0, 0.02])
-    assert all(success_target(low, np.random.default_rng(s))[2] >= 0.025 for s in range(20))
 
 
 @pytest.mark.parametrize("mode", [m for m in SCRIPTED_MODES if m != "success"])
@@ -176,46 +155,3 @@ def test_pushcube_scripted_episodes_act_in_the_policys_space_and_fail_near_the_g
         fresh.close()
         runs.append(actions)
     assert len(runs[0]) == len(runs[1]) and all(np.array_equal(a, b) for a, b in zip(*runs, strict=True))
-
-
-def test_pushcube_successes_cover_the_goal_beside_its_centre_line_too():
-    """A success aims up to 5 cm beside the goal's centre line as well as along it: over a
-    dozen seeds the cube comes to rest inside the goal on both sides of the line, by more than
-    2 cm (a classifier that saw successes only on the line judged side-rim successes failures).
-    push_wide pushes the cube towards the goal's side rim."""
-    import gymnasium as gym
-
-    from reward_model_sim.push import GOAL_RADIUS, positions
-    from reward_model_sim.scripted import run_episode
-
-    e = gym.make("PushCube-v1", obs_mode="state", control_mode="pd_ee_delta_pos", sim_backend="physx_cpu")
-    try:
-        ends = []
-        for seed in range(12):
-            last: dict = {}
-            ok = run_episode(
-                e, "PushCube-v1", "success", seed, lambda o, i, a, last=last: last.update(o=o), 3
-            )
-            _, goal, cube = positions(np.asarray(last["o"]).reshape(-1))
-            ends.append((ok, *(cube - goal)[:2]))
-        # push_wide pushes the cube (it once only swept the fingers beside the goal, the cube
-        # untouched 20 cm away) so that it passes near the goal's side rim
-        for seed in range(4):
-            first, last = {}, {}
-            run_episode(
-                e,
-                "PushCube-v1",
-                "push_wide",
-                seed,
-                lambda o, i, a, f=first, la=last: (f.setdefault("o", o), la.update(o=o)),
-                3,
-            )
-            *_, cube0 = positions(np.asarray(first["o"]).reshape(-1))
-            _, goal, cube = positions(np.asarray(last["o"]).reshape(-1))
-            assert np.linalg.norm(cube - cube0) > 0.05 and 0.05 < abs((cube - goal)[1]) < 0.25
-    finally:
-        e.close()
-    ok, along, beside = np.array(ends).T
-    inside = np.hypot(along, beside) < GOAL_RADIUS
-    assert inside.sum() >= 11 and (ok.astype(bool) == inside).all()
-    assert beside[inside].min() < -0.02 and beside[inside].max() > 0.02, beside

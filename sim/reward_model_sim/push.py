@@ -3,11 +3,12 @@
 
 A closed-loop controller reads the task's state vector (TCP, goal and cube positions), moves
 the TCP behind the cube, lowers it and pushes along the cube-goal line. Modes:
-- success: the cube ends inside the goal region, from near its edge to past its centre and
-  up to 5 cm beside its centre line (then the pose is held);
+- success: the cube ends inside the goal region, anywhere along the push line from near
+  its edge to past its centre (then the pose is held);
 - push_short: stops with the cube just before the goal's edge (1-4 cm outside);
 - push_past: pushes the cube across and beyond the goal's far edge;
-- push_wide: pushes along a slanted line, so the cube passes just outside the goal's side rim;
+- push_wide: sweeps the fingers along a line 11-15 cm beside the goal's centre line (the cube,
+  not on that line, stays where it started, 20 cm before the goal);
 - hover: pushes nothing, holds the TCP above the goal (the arm, not the cube, at the goal);
 - touch: lowers the fingers behind the cube and stays there (the arm hides the cube from
   the camera, as a policy's first attempts do);
@@ -59,16 +60,10 @@ class PushController:
         }.get(mode, -0.04)
         # full speed launches the cube (it slides on); push_past relies on that
         self.push_speed = 1.0 if mode == "push_past" else 0.5
-        # how far beside the goal's centre line the cube is aimed (pushed along a slanted line).
-        # A success: up to 5 cm (with successes only on the centre line, held-out successes that
-        # came to rest near the goal's side rim were judged failures, docs/benchmarks.md).
-        # push_wide: 12-16 cm, so the cube passes just outside the goal's side rim.
-        self.aim_side = {
-            "success": lambda: self.rng.uniform(-0.05, 0.05),
-            "push_wide": lambda: self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.12, 0.16),
-        }.get(mode, lambda: None)()
+        self.side = (
+            self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.11, 0.15) if mode == "push_wide" else 0.0
+        )
         self.start: tuple[np.ndarray, np.ndarray] | None = None
-        self.line: tuple[np.ndarray, np.ndarray, float] | None = None  # origin, direction, end
 
     def act(self, state: np.ndarray) -> np.ndarray:
         tcp, goal, cube = positions(state)
@@ -78,10 +73,10 @@ class PushController:
             return np.concatenate([self.rng.uniform(-1, 1, 3), [-1.0]]).astype(np.float32)
         if self.mode == "hover":
             return self._towards(tcp, np.array([goal[0], goal[1], 0.08]))
-        origin, way, end = self._push_line()
-        along = lambda p: float((p[:2] - origin) @ way)  # noqa: E731 - position on the push line
-        at = lambda t: np.array([*(origin + way * t), CUBE_HALF])  # noqa: E731 - the line's point at t
-        behind = at(min(along(cube), 0.0) - CUBE_HALF - 0.03)
+        cube0, goal0 = self.start
+        line_y = goal0[1] + self.side
+        behind = np.array([min(cube[0], cube0[0]) - CUBE_HALF - 0.03, line_y, CUBE_HALF])
+        end_x = goal0[0] + self.overshoot  # where the cube's centre should stop
         if self.phase == "approach":
             target = behind + np.array([0, 0, 0.06])
             if np.linalg.norm(tcp[:2] - behind[:2]) < 0.01:
@@ -91,33 +86,20 @@ class PushController:
             if abs(tcp[2] - behind[2]) < 0.01 and np.linalg.norm(tcp[:2] - behind[:2]) < 0.015:
                 self.phase = "hold" if self.mode == "touch" else "push"
         if self.phase == "push":
-            # the TCP touches the cube's back face: stop it where the cube's centre reaches the end
-            stop_tcp = end - CONTACT
-            target = at(min(along(tcp) + 0.05, stop_tcp))
-            if along(tcp) >= stop_tcp - 0.003 or self._stalled(along(tcp)):
+            # the TCP touches the cube's back face: stop it where the cube's centre reaches end_x
+            stop_tcp_x = end_x - CONTACT
+            target = np.array([min(tcp[0] + 0.05, stop_tcp_x), line_y, CUBE_HALF])
+            if tcp[0] >= stop_tcp_x - 0.003 or self._stalled(tcp):
                 self.phase = "hold"
             return self._towards(tcp, target, self.push_speed)
         if self.phase == "hold":
             target = tcp
         return self._towards(tcp, target)
 
-    def _push_line(self) -> tuple[np.ndarray, np.ndarray, float]:
-        """The push line in the table plane, from the episode's first state: its origin (the
-        cube's start), unit direction, and where along it the cube's centre should stop. Along
-        +x (cube to goal in PushCube) unless the mode aims beside the goal's centre line."""
-        if self.line is None:
-            cube0, goal0 = (v[:2].astype(float) for v in self.start)
-            origin = np.array([cube0[0], goal0[1]])
-            end_point = goal0 + np.array([self.overshoot, self.aim_side or 0.0])
-            way = np.array([1.0, 0.0]) if self.aim_side is None else end_point - origin
-            way = way / np.linalg.norm(way)
-            self.line = (origin, way, float((end_point - origin) @ way))
-        return self.line
-
-    def _stalled(self, progress: float) -> bool:
+    def _stalled(self, tcp: np.ndarray) -> bool:
         """The arm's reach ends before the stop point (far goals): stop pushing."""
-        last, self._last_progress = getattr(self, "_last_progress", None), progress
-        return last is not None and abs(progress - last) < 1e-3
+        last, self._last_x = getattr(self, "_last_x", None), float(tcp[0])
+        return last is not None and abs(tcp[0] - last) < 1e-3
 
     def _towards(self, tcp: np.ndarray, target: np.ndarray, limit: float = 1.0) -> np.ndarray:
         move = np.clip((target - tcp) / STEP_M * self.gain, -limit, limit)

@@ -209,8 +209,6 @@ def run_pickcube(
                 planner.open_gripper()
             if mode in NEAR_GOAL_MODES:
                 goal = near_goal_target(mode, goal, grasp_pose.p, camera_eye(base), rng)
-            if mode == "success":
-                goal = success_target(goal, rng)
             planner.move_to_pose_with_screw(sapien.Pose(goal, grasp_pose.q))
             if mode == "drop_near":
                 planner.open_gripper()
@@ -232,22 +230,6 @@ def camera_eye(base, camera: str = "base_camera") -> np.ndarray:
         p = cfg.pose.p
         return np.asarray(p.cpu() if hasattr(p, "cpu") else p, float).reshape(-1)[:3]
     return np.asarray(base.sensor_cam_eye_pos, float)
-
-
-SUCCESS_SPREAD = 0.015
-"""Successes end with the cube's centre up to this far (m) from the goal's, in any direction:
-inside PickCube's 0.025 m success radius, so that training shows the whole region that ground
-truth calls success and not only its centre (PushCube's classifier, trained on successes that
-all stopped short of the centre, judged the far half of the goal a failure)."""
-
-
-def success_target(goal: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Where a success episode takes the cube's centre: a random point within SUCCESS_SPREAD of
-    the goal, kept above the table."""
-    direction = rng.normal(size=3)
-    target = np.asarray(goal, float) + direction / np.linalg.norm(direction) * rng.uniform(0, SUCCESS_SPREAD)
-    target[2] = max(target[2], TABLE_CLEARANCE)
-    return target
 
 
 def near_goal_target(
