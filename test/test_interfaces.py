@@ -20,6 +20,7 @@ from reward_model_ros.ros.interface_samples import (
     sample_messages,
     sample_reset_request,
 )
+from reward_model_ros.ros.processes import _group_has_live_members
 
 
 @pytest.mark.parametrize("suffix", sorted(MESSAGE_TYPES))
@@ -159,13 +160,6 @@ def _live_children(parent: int) -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def test_sigterm_stops_the_demo_and_every_node_it_started(tmp_path, ros_domain):
     """A `kill` (SIGTERM) of `reward-model demo` mid-collection ends it like Ctrl-C (exit 130),
     and the bridge and recorder it started stop with it. Before, they lived on as orphans in
@@ -190,13 +184,14 @@ def test_sigterm_stops_the_demo_and_every_node_it_started(tmp_path, ros_domain):
         code = demo.wait(timeout=60)
         assert code == 130, log.read_text()[-3000:]
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and any(map(_alive, children)):
+        # each node runs in a process group of its own, led by the process the demo started
+        while time.monotonic() < deadline and any(map(_group_has_live_members, children)):
             time.sleep(0.2)
-        assert not any(map(_alive, children)), "node processes outlived the demo"
+        assert not any(map(_group_has_live_members, children)), "node processes outlived the demo"
     finally:
         if demo.poll() is None:
             demo.kill()
-        for pid in filter(_alive, children):
+        for pid in filter(_group_has_live_members, children):
             os.killpg(pid, signal.SIGKILL)
 
 
