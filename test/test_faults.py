@@ -426,13 +426,20 @@ def test_reward_node_reports_its_health_on_diagnostics(ros_node, start_node):
         time.sleep(0.05)
     statuses.clear()
 
-    def counted() -> bool:
-        return bool(statuses) and {kv.key: kv.value for kv in statuses[-1].values}["sets_received"] == "30"
+    def counted() -> bool:  # every frame accounted for: scored, or dropped as stale behind a newer one
+        if not statuses:
+            return False
+        v = {kv.key: int(kv.value) for kv in statuses[-1].values if kv.key.startswith("sets_")}
+        return (
+            v["sets_received"] == 30 and v["sets_scored"] + v["sets_dropped_stale"] + v["sets_invalid"] == 30
+        )
 
-    spin_until(ros_node, counted, 10, "a status counting the 30 frames")
+    spin_until(ros_node, counted, 10, "a status accounting for the 30 frames")
     values = {kv.key: kv.value for kv in statuses[-1].values}
     assert statuses[-1].level == DiagnosticStatus.OK, statuses[-1].message
-    assert values["sets_received"] == "30" and values["sets_scored"] == "30" and values["sets_invalid"] == "0"
+    # 20 frames/s against a few ms of inference: on a loaded CI machine a frame may be dropped as stale
+    # (by design, the node scores the newest frame), but nearly all are scored and none is invalid
+    assert values["sets_invalid"] == "0" and int(values["sets_scored"]) >= 25, values
     assert float(values["rate_hz /image_raw"]) > 2 and "latency_ms_p99" in values
     assert values["model_id"] == "untrained@0"
 
