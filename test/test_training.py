@@ -17,7 +17,17 @@ from reward_model_ros.core.checkpoint import load_checkpoint
 from reward_model_ros.core.overrides import OverrideError, apply_overrides
 from reward_model_ros.paths import share_dir
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.train import Optim, TrainConfig, Trainer, TrainError, scheduled_lr, train
+from reward_model_ros.training.train import (
+    RAW_WEIGHTS,
+    Optim,
+    TrainConfig,
+    Trainer,
+    TrainError,
+    averaged_model,
+    ema_decay_at,
+    scheduled_lr,
+    train,
+)
 
 EXE = Path(sys.executable).parent / "reward-model"
 
@@ -121,6 +131,77 @@ def test_cosine_learning_rate_schedule():
     )
     assert all(b < a for a, b in itertools.pairwise(lrs))
     assert scheduled_lr(Optim(lr=1e-3, lr_schedule="constant"), 9, 10) == 1e-3
+
+
+def test_weight_averaging_follows_the_parameters_and_batchnorm_statistics():
+    import torch
+
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = averaged_model(net, 0.5)
+    assert averaged_model(net, 0.0) is None
+    expected_w = net[0].weight.detach().clone()  # the first update copies
+    expected_mean = net[1].running_mean.clone()
+    for n in range(4):
+        with torch.no_grad():
+            net[0].weight.add_(1.0)
+        net.train()
+        net(torch.randn(8, 2))  # moves the BatchNorm running statistics
+        ema.update_parameters(net)
+        d = ema_decay_at(0.5, n)
+        if n:
+            expected_w = expected_w * d + net[0].weight.detach() * (1 - d)
+            expected_mean = expected_mean * d + net[1].running_mean * (1 - d)
+        else:
+            expected_w, expected_mean = net[0].weight.detach().clone(), net[1].running_mean.clone()
+    assert torch.allclose(ema.module[0].weight, expected_w) and torch.allclose(
+        ema.module[1].running_mean, expected_mean
+    )
+    assert not torch.allclose(ema.module[0].weight, net[0].weight)  # it lags the raw weights
+    # the warm-up: the first updates weigh the new weights more than the decay would
+    assert ema_decay_at(0.99, 0) == pytest.approx(0.1) and ema_decay_at(0.99, 10_000) == 0.99
+
+
+def test_weight_averaging_is_what_validation_scores_best_model_holds_and_resume_continues(dataset, tmp_path):
+    cfg = config(tmp_path / "a", "runner.max_steps=6", "runner.ema_decay=0.8")
+    result = train(cfg, dataset, log=lambda m: None)
+    last = tmp_path / "a" / "run" / "last"
+    from safetensors.torch import load_file
+
+    raw = load_file(str(last / RAW_WEIGHTS))
+    averaged = load_checkpoint(last).model.state_dict()
+    assert set(raw) == set(averaged)
+    assert any(not np.allclose(raw[k].float().numpy(), averaged[k].float().numpy()) for k in raw)
+    # the validation in the history scored the averaged weights that last/ holds
+    trainer = Trainer(cfg, dataset, log=lambda m: None)
+    _, val_ds = trainer._datasets()
+    logged = result["history"][-1]["val/loss"]
+    model = load_checkpoint(last).model
+    assert trainer.validate(model, val_ds)["loss"] == pytest.approx(logged, rel=1e-3)
+    model.load_state_dict(raw)
+    assert trainer.validate(model, val_ds)["loss"] != pytest.approx(logged, rel=1e-2)
+    best = load_checkpoint(tmp_path / "a" / "run" / "best_model")
+    assert best.training["step"] == result["state"]["best_step"]
+    resumed = train(
+        config(tmp_path / "b", f"runner.resume={last}", "runner.max_steps=9", "runner.ema_decay=0.8"),
+        dataset,
+        log=lambda m: None,
+    )
+    assert resumed["state"]["step"] == 9
+    with pytest.raises(
+        TrainError, match=r"trained with weight averaging; resume it with the same runner\.ema_decay"
+    ):
+        train(config(tmp_path / "c", f"runner.resume={last}", "runner.max_steps=9"), dataset)
+    plain = train(config(tmp_path / "d", "runner.max_steps=3"), dataset, log=lambda m: None)
+    assert not (Path(plain["best_model"]).parent / "last" / RAW_WEIGHTS).exists()
+    with pytest.raises(TrainError, match=r"trained without weight averaging"):
+        train(
+            config(
+                tmp_path / "e", f"runner.resume={tmp_path / 'd' / 'run' / 'last'}", "runner.ema_decay=0.9"
+            ),
+            dataset,
+        )
+    with pytest.raises(TrainError, match=r"runner\.ema_decay=1\.0 must be in \[0, 1\)"):
+        train(config(tmp_path / "f", "runner.ema_decay=1.0"), dataset)
 
 
 def test_metrics_on_hand_made_probabilities():

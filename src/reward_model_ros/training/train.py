@@ -150,6 +150,11 @@ class Runner:
     """training autocast: auto (bf16 where the CPU has AVX-512 BF16/AMX or on CUDA) | fp32 | bf16"""
     progress: bool = True
     """show a progress bar with the live metrics"""
+    ema_decay: float = 0.0
+    """weight averaging: validation, best_model and last/ use an exponential moving average of the
+    weights and BatchNorm statistics, updated every optimizer step with this decay (warmed up as
+    min(decay, (1 + n) / (10 + n)) over the first n steps); it damps the step-to-step swings of
+    validation accuracy; 0 = off (the raw weights)"""
     int8_calibration_frames: int = 64
     """training inputs stored in best_model for int8 inference (model.precision int8, picked by
     auto on CPUs with VNNI): half successes, half failures, spread over the data; 0 = none"""
@@ -217,6 +222,11 @@ class Trainer:
             raise TrainError(f"runner.precision={r.precision!r}: choose auto, fp32 or bf16")
         if r.val_check_interval < 1:
             raise TrainError("runner.val_check_interval must be >= 1")
+        if not 0.0 <= r.ema_decay < 1.0:
+            raise TrainError(
+                f"runner.ema_decay={r.ema_decay} must be in [0, 1): e.g. 0.99 (about the last 100 steps), "
+                "0 = off"
+            )
         if r.int8_calibration_frames < 0:
             raise TrainError("runner.int8_calibration_frames must be >= 0 (0 = store none)")
         if not self.cfg.data.hard_negative_weight > 0:
@@ -378,8 +388,10 @@ class Trainer:
             "bad_validations": 0,
             "best_val_loss": math.inf,
         }
+        ema = averaged_model(model, cfg.runner.ema_decay)
         if cfg.runner.resume:
-            state = self._resume(Path(cfg.runner.resume), model, opt)
+            state = self._resume(Path(cfg.runner.resume), model, opt, ema)
+        judged = model if ema is None else ema.module  # what validation scores and best_model holds
         net = model
         if self.world > 1:
             net = torch.nn.parallel.DistributedDataParallel(model)
@@ -439,6 +451,8 @@ class Trainer:
                     group["lr"] = scheduled_lr(cfg.actor.optim, state["step"], max_steps)
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+                if ema is not None:
+                    ema.update_parameters(model)
                 state["step"] += 1
                 step = state["step"]
                 now = time.monotonic()
@@ -451,10 +465,12 @@ class Trainer:
                 images_done, t_last = 0, now
                 end_of_epoch = micro >= accum * steps_per_epoch
                 if step % cfg.runner.val_check_interval == 0 or end_of_epoch or step >= max_steps:
-                    val_metrics = self.validate(model, val_ds)
-                    stop = self._after_validation(model, opt, state, val_metrics, writer, history, train_loss)
+                    val_metrics = self.validate(judged, val_ds)
+                    stop = self._after_validation(
+                        judged, opt, state, val_metrics, writer, history, train_loss
+                    )
                 if self.main and cfg.runner.save_interval and step % cfg.runner.save_interval == 0:
-                    self._save(model, self.out / "checkpoints" / f"step_{step:06d}", val_metrics, state)
+                    self._save(judged, self.out / "checkpoints" / f"step_{step:06d}", val_metrics, state)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(
@@ -471,7 +487,7 @@ class Trainer:
             bar.close()
         calibration = None
         if self.main:
-            self._save(model, self.out / "last", val_metrics, state, opt=opt)
+            self._save(judged, self.out / "last", val_metrics, state, opt=opt, raw=model if ema else None)
             (self.out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
             calibration = self._calibrate(val_ds)
             self._int8_frames(train_ds)
@@ -628,7 +644,10 @@ class Trainer:
 
         (self.out / "train_config.yaml").write_text(OmegaConf.to_yaml(self.cfg))
 
-    def _save(self, model, directory: Path, m: dict, state: dict, opt=None) -> None:
+    def _save(self, model, directory: Path, m: dict, state: dict, opt=None, raw=None) -> None:
+        """`model` is what users load (the averaged weights when runner.ema_decay > 0); `raw`, the
+        weights being optimised, goes to last/ beside the optimizer state so that resume continues
+        both."""
         training = {
             "data": str(self.data_dir.resolve())
             if len(self.data_dirs) == 1
@@ -646,17 +665,32 @@ class Trainer:
         }
         save_checkpoint(directory, model, float(m.get("threshold", 0.5)), training)
         if opt is not None:
-            save_training_state(directory, opt, state)
+            save_training_state(directory, opt, state, raw)
 
-    def _resume(self, directory: Path, model, opt) -> dict:
+    def _resume(self, directory: Path, model, opt, ema=None) -> dict:
         ckpt = load_checkpoint(directory)
         if ckpt.config.arch != self.model_cfg.arch or ckpt.config.hidden_dim != self.model_cfg.hidden_dim:
             raise TrainError(
                 f"runner.resume={directory}: a {ckpt.config.arch} checkpoint, but model.arch is "
                 f"{self.model_cfg.arch}"
             )
-        model.load_state_dict(ckpt.model.state_dict())
+        raw = directory / RAW_WEIGHTS
+        if (ema is None) != (not raw.is_file()):
+            raise TrainError(
+                f"runner.resume={directory}: that run was trained with"
+                f"{'out' if not raw.is_file() else ''} weight averaging; resume it with the same "
+                f"runner.ema_decay (now {self.cfg.runner.ema_decay})"
+            )
+        if ema is None:
+            model.load_state_dict(ckpt.model.state_dict())
+        else:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(str(raw)))
+            ema.module.load_state_dict(ckpt.model.state_dict())
         state = load_training_state(directory, opt)
+        if ema is not None:
+            ema.n_averaged.fill_(int(state["step"]))
         if self.main:
             self.log(f"resumed from {directory} at step {state['step']} (epoch {state['epoch']})")
         return state
@@ -679,9 +713,39 @@ class Trainer:
                 cv2.imwrite(str(out / f"train_inputs_{name}.png"), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
-def save_training_state(directory: Path, opt: torch.optim.Optimizer, state: dict) -> None:
-    """Optimizer tensors in safetensors, the rest in JSON (never pickle)."""
+RAW_WEIGHTS = "raw_weights.safetensors"  # last/: the optimised weights when best_model holds their average
+
+
+def ema_decay_at(decay: float, n: int) -> float:
+    """The averaging decay after `n` updates: short at the start, so that the average is not
+    dominated by the random initialisation, then `decay`."""
+    return min(decay, (1.0 + n) / (10.0 + n))
+
+
+def averaged_model(model: torch.nn.Module, decay: float):
+    """torch's AveragedModel as an exponential moving average of parameters and buffers (the
+    BatchNorm statistics), or None when decay is 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel
+
+    def ema(avg: torch.Tensor, new: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        d = ema_decay_at(decay, int(n))
+        return avg * d + new * (1.0 - d)
+
+    return AveragedModel(model, avg_fn=ema, use_buffers=True)
+
+
+def save_training_state(directory: Path, opt: torch.optim.Optimizer, state: dict, raw=None) -> None:
+    """Optimizer tensors in safetensors, the rest in JSON (never pickle); `raw`: the optimised
+    weights, when the checkpoint beside them holds their average."""
     from safetensors.torch import save_file
+
+    if raw is not None:
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in raw.state_dict().items()},
+            str(directory / RAW_WEIGHTS),
+        )
 
     sd = opt.state_dict()
     tensors, scalars = {}, {}
