@@ -117,6 +117,8 @@ def test_overrides_and_configuration_errors(dataset, tmp_path):
         train(config(tmp_path, "runner.best_metric=val/nonsense"), dataset)
     with pytest.raises(TrainError, match=r"actor\.optim\.lr_schedule='step': choose cosine or constant"):
         train(config(tmp_path, "actor.optim.lr_schedule=step"), dataset)
+    with pytest.raises(TrainError, match=r"data\.hflip=1\.5 is a probability"):
+        train(config(tmp_path, "data.hflip=1.5"), dataset)
     # the shipped YAML has exactly the trainer's keys and defaults
     assert apply_overrides(
         TrainConfig(), [], [share_dir() / "config" / "train_reward.yaml"]
@@ -131,6 +133,40 @@ def test_cosine_learning_rate_schedule():
     )
     assert all(b < a for a, b in itertools.pairwise(lrs))
     assert scheduled_lr(Optim(lr=1e-3, lr_schedule="constant"), 9, 10) == 1e-3
+
+
+def test_horizontal_flip_mirrors_every_view_of_an_example_alike_and_off_changes_nothing():
+    import torch
+
+    from reward_model_ros.training.data import Augment
+
+    img = torch.arange(2 * 3 * 4 * 6, dtype=torch.uint8).reshape(2, 3, 4, 6)  # two views
+    always = Augment(0, 0.0, hflip=1.0)
+    gen = torch.Generator().manual_seed(0)
+    assert always.flips(gen)
+    assert torch.equal(always(img[0], gen, True), img[0].flip(-1))
+    # about half of the examples at 0.5, every one at 1, none at 0
+    half = Augment(0, 0.0, hflip=0.5)
+    draws = [half.flips(torch.Generator().manual_seed(i)) for i in range(400)]
+    assert 150 < sum(draws) < 250
+    # off: no random draw, so a seeded shift and jitter are what they were without the option
+    plain = Augment(4, 0.2)
+    with_off = Augment(4, 0.2, hflip=0.0)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert not with_off.flips(g2)
+    assert torch.equal(plain(img[1], g1), with_off(img[1], g2))
+    # a joint example's views are mirrored together: the scene is mirrored, not one camera
+    from reward_model_ros.core.config import ModelConfig
+    from reward_model_ros.training.data import Example, FrameDataset
+
+    half_views = Augment(0, 0.0, hflip=0.5)
+    ex = Example(
+        Path("a.png"), 1, "ep", 0, "front", views=((Path("a.png"), "front"), (Path("b.png"), "side"))
+    )
+    ds = FrameDataset([ex] * 40, ModelConfig(), half_views, cache=False)
+    ds.image = lambda i: img.numpy()
+    mirrored = [torch.equal(ds[i][0], img.flip(-1)) for i in range(40)]
+    assert all(m or torch.equal(ds[i][0], img) for i, m in enumerate(mirrored)) and 5 < sum(mirrored) < 35
 
 
 def test_weight_averaging_follows_the_parameters_and_batchnorm_statistics():

@@ -157,14 +157,22 @@ def frame_info(rows: list[dict], root: Path, samples: int = 20) -> dict:
 
 
 class Augment:
-    """Random shift (reflect-pad then crop back) and colour jitter, on uint8 CHW tensors."""
+    """Random shift (replicate-pad then crop back), colour jitter and, optionally, a horizontal
+    flip, on uint8 CHW tensors."""
 
-    def __init__(self, shift: int, jitter: float) -> None:
-        self.shift, self.jitter = shift, jitter
+    def __init__(self, shift: int, jitter: float, hflip: float = 0.0) -> None:
+        self.shift, self.jitter, self.hflip = shift, jitter, hflip
 
-    def __call__(self, img: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def flips(self, gen: torch.Generator) -> bool:
+        """Whether to mirror this example (one draw per example, all its views alike); no draw
+        when flipping is off, so that the other augmentations stay as they were."""
+        return self.hflip > 0 and float(torch.rand(1, generator=gen)) < self.hflip
+
+    def __call__(self, img: torch.Tensor, gen: torch.Generator, flip: bool = False) -> torch.Tensor:
         _, h, w = img.shape
         x = img.float()
+        if flip:
+            x = x.flip(-1)
         if self.shift > 0:
             s = self.shift
             padded = torch.nn.functional.pad(x[None], (s, s, s, s), mode="replicate")[0]
@@ -220,8 +228,11 @@ class FrameDataset(Dataset):
             # a generator per (seed, epoch, example): the same augmentation for a given run;
             # each view of a joint example is shifted and jittered on its own, as its camera would be
             gen = torch.Generator().manual_seed(hash((self.seed, self.epoch, i)) & 0x7FFFFFFF)
+            flip = self.augment.flips(gen)
             img = (
-                torch.stack([self.augment(v, gen) for v in img]) if img.ndim == 4 else self.augment(img, gen)
+                torch.stack([self.augment(v, gen, flip) for v in img])
+                if img.ndim == 4
+                else self.augment(img, gen, flip)
             )
         return img, torch.tensor(float(self.examples[i].label))
 

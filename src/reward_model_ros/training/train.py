@@ -74,6 +74,10 @@ class TrainData:
     """augmentation: maximum shift in pixels (of the model input)"""
     color_jitter: float = 0.2
     """augmentation: brightness, contrast and saturation change up to +-this fraction"""
+    hflip: float = 0.0
+    """augmentation: probability of mirroring a training input left to right (all views of a joint
+    example alike); only for tasks whose success is mirror-symmetric in the image, e.g. a goal
+    on the camera's centre line (0 = never)"""
     cache: bool = True
     """keep preprocessed inputs in memory (3*H*W bytes per image)"""
     num_workers: int = 0
@@ -229,6 +233,8 @@ class Trainer:
             )
         if r.int8_calibration_frames < 0:
             raise TrainError("runner.int8_calibration_frames must be >= 0 (0 = store none)")
+        if not 0.0 <= self.cfg.data.hflip <= 1.0:
+            raise TrainError(f"data.hflip={self.cfg.data.hflip} is a probability: choose 0 (off) to 1")
         if not self.cfg.data.hard_negative_weight > 0:
             raise TrainError(
                 f"data.hard_negative_weight={self.cfg.data.hard_negative_weight} must be > 0 (1 = as often "
@@ -298,7 +304,7 @@ class Trainer:
         )
         if len({r["label"] for r in train}) < 2:
             raise TrainError(f"{self.data_dir}: the training split has one class only; record both outcomes")
-        augment = Augment(d.shift, d.color_jitter) if d.augment else None
+        augment = Augment(d.shift, d.color_jitter, d.hflip) if d.augment else None
         tr = FrameDataset(
             examples_from(train, self.data_dir, joint), self.model_cfg, augment, d.cache, self.cfg.seed
         )
