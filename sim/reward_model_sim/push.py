@@ -4,7 +4,8 @@
 A closed-loop controller reads the task's state vector (TCP, goal and cube positions), moves
 the TCP behind the cube, lowers it and pushes along the cube-goal line. Modes:
 - success: the cube ends inside the goal region, anywhere along the push line from near
-  its edge to past its centre (then the pose is held);
+  its edge to its far rim (then the pose is held); pushed at a speed drawn per seed, about
+  1 in 5 slides out past the far rim (a near miss, labelled as such by the task);
 - push_short: stops with the cube just before the goal's edge (1-4 cm outside);
 - push_past: pushes the cube across and beyond the goal's far edge;
 - push_wide: sweeps the fingers along a line 11-15 cm beside the goal's centre line (the cube,
@@ -58,8 +59,13 @@ class PushController:
             "push_short": -(GOAL_RADIUS + self.rng.uniform(0.01, 0.04)),
             "push_past": GOAL_RADIUS + self.rng.uniform(0.05, 0.1),
         }.get(mode, -0.04)
-        # full speed launches the cube (it slides on); push_past relies on that
-        self.push_speed = 1.0 if mode == "push_past" else 0.5
+        # full speed launches the cube (it slides on); push_past relies on that. A success push
+        # runs at a speed drawn per seed: the arm's reach ends before most goals' centres at table
+        # height, so the cube's slide decides where it rests, and at half speed alone no cube
+        # rested beyond 4 cm past the centre: a classifier that never saw successes on the goal's
+        # far rim judged them failures (both held-out errors of the 2026-12-04 demo runs). About
+        # 1 in 5 slides past the rim: recorded as the near miss it is (labels come from the task)
+        self.push_speed = {"push_past": 1.0, "success": self.rng.uniform(0.5, 1.0)}.get(mode, 0.5)
         self.side = (
             self.rng.choice([-1.0, 1.0]) * self.rng.uniform(0.11, 0.15) if mode == "push_wide" else 0.0
         )
