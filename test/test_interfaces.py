@@ -138,6 +138,13 @@ def test_reduced_demo_runs_every_stage(tmp_path):
     assert [r["truth"] for r in summary["replay"]] == ["success", "failure"]
     assert all(r["frames_scored"] > 20 for r in summary["replay"])
     assert set(summary["targets_met"]) == {"frame_accuracy", "auroc", "false_positive_episodes"}
+    # the accuracy target is judged at the checkpoint's validation threshold, not at the threshold
+    # recommended on the very frames it grades
+    metrics = json.loads((out_dir / "eval" / "metrics.json").read_text())
+    assert summary["evaluation"]["frame_accuracy"] == metrics["frames"]["accuracy"]
+    assert (
+        summary["evaluation"]["frame_accuracy_at_recommended"] == metrics["frames_at_recommended"]["accuracy"]
+    )
     # reward_node was given only the checkpoint: it served the settings evaluate stored in it
     stored = json.loads((out_dir / "train" / "best_model" / "config.json").read_text())["recommended"]
     assert stored["reward_threshold"] == summary["recommended_threshold"]
