@@ -1,13 +1,16 @@
 """Training throughput of the classifier, and time to a validation accuracy on a dataset.
 
     python bench/train_throughput.py [--archs resnet10 resnet18] [--device cpu|cuda] [--steps 20]
-        [--memory-formats contiguous channels_last]
+        [--memory-formats contiguous channels_last] [--variants full frozen_stem compile] [--batch 32]
     python bench/train_throughput.py --data runs/demo/dataset --target 0.97
 
 Part 1: optimizer steps on random 3x128x128 uint8 batches (forward, backward, AdamW) with
 micro-batches of 32, for each arch and precision (fp32, and bf16 autocast where the
 hardware has it), in each memory format (channels_last: model and batches in NHWC, what
-oneDNN's convolutions prefer); images/s after 3 warm-up steps. Part 2 (with --data): a real training run
+oneDNN's convolutions prefer), and each variant (--variants: frozen_stem leaves conv1, bn1
+and layer1 without gradients, a measure of what partial fine-tuning would buy; compile runs the
+forward pass through torch.compile); images/s after 3 warm-up steps (compile's build included
+in the warm-up). Part 2 (with --data): a real training run
 with the demo's settings, reporting the wall time until the validation accuracy first
 reaches --target (from the run's history). Prints one JSON object.
 """
@@ -25,7 +28,13 @@ import torch
 
 
 def throughput(
-    arch: str, precision: str, device: str, steps: int, batch: int, fmt: str = "contiguous"
+    arch: str,
+    precision: str,
+    device: str,
+    steps: int,
+    batch: int,
+    fmt: str = "contiguous",
+    variant: str = "full",
 ) -> float:
     from reward_model_ros.core.config import ModelConfig
     from reward_model_ros.core.model import ResNetRewardModel
@@ -33,7 +42,11 @@ def throughput(
     torch.manual_seed(0)
     memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
     model = ResNetRewardModel(ModelConfig(arch=arch)).to(device, memory_format=memory_format).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if variant == "frozen_stem":  # no gradients for conv1, bn1 and layer1 (the full-resolution layers)
+        for name in ("conv1", "bn1", "layer1"):
+            getattr(model.backbone, name).requires_grad_(False)
+    forward = torch.compile(model) if variant == "compile" else model
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     x = torch.randint(0, 255, (batch, 3, 128, 128), dtype=torch.uint8, device=device)
     x = x.contiguous(memory_format=memory_format)
     y = torch.randint(0, 2, (batch,), device=device).float()
@@ -44,7 +57,7 @@ def throughput(
 
     def step() -> None:
         with amp:
-            logits = model(x)
+            logits = forward(x)
         loss = loss_fn(logits.float(), y)
         loss.backward()
         opt.step()
@@ -105,6 +118,14 @@ def main() -> None:
     parser.add_argument(
         "--memory-formats", nargs="+", default=["contiguous"], choices=["contiguous", "channels_last"]
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["full"],
+        choices=["full", "frozen_stem", "compile"],
+        help="full: every layer trained, eager; frozen_stem: conv1, bn1 and layer1 get no "
+        "gradients (speed only: not a training option); compile: torch.compile (inductor)",
+    )
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("overrides", nargs="*", help="train overrides for --data, key=value")
@@ -116,16 +137,19 @@ def main() -> None:
     for arch in args.archs:
         for precision in ["fp32", "bf16"] if bf16 else ["fp32"]:
             for fmt in args.memory_formats:
-                ips = throughput(arch, precision, args.device, args.steps, args.batch, fmt)
-                rows.append(
-                    {
-                        "arch": arch,
-                        "precision": precision,
-                        "memory_format": fmt,
-                        "images_per_s": round(ips, 1),
-                    }
-                )
-                print(json.dumps(rows[-1]), flush=True)
+                for variant in args.variants:
+                    ips = throughput(arch, precision, args.device, args.steps, args.batch, fmt, variant)
+                    rows.append(
+                        {
+                            "arch": arch,
+                            "precision": precision,
+                            "memory_format": fmt,
+                            "variant": variant,
+                            "micro_batch": args.batch,
+                            "images_per_s": round(ips, 1),
+                        }
+                    )
+                    print(json.dumps(rows[-1]), flush=True)
     result = {
         "benchmark": "train_throughput",
         "device": args.device if not args.device.startswith("cuda") else torch.cuda.get_device_name(),
