@@ -5,7 +5,7 @@
     python bench/train_throughput.py --data runs/demo/dataset --target 0.97
 
 Part 1: optimizer steps on random 3x128x128 uint8 batches (forward, backward, AdamW) with
-micro-batches of 32, for each arch and precision (fp32, and bf16 autocast where the
+micro-batches of --batch (32), for each arch and precision (fp32, and bf16 autocast where the
 hardware has it), in each memory format (channels_last: model and batches in NHWC, what
 oneDNN's convolutions prefer), and each variant (--variants: frozen_stem leaves conv1, bn1
 and layer1 without gradients, a measure of what partial fine-tuning would buy; compile runs the
@@ -18,6 +18,7 @@ reaches --target (from the run's history). Prints one JSON object.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import tempfile
@@ -133,23 +134,22 @@ def main() -> None:
     from reward_model_ros.training.train import cpu_has_bf16
 
     bf16 = torch.cuda.is_bf16_supported() if args.device.startswith("cuda") else cpu_has_bf16()
+    precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
     rows = []
-    for arch in args.archs:
-        for precision in ["fp32", "bf16"] if bf16 else ["fp32"]:
-            for fmt in args.memory_formats:
-                for variant in args.variants:
-                    ips = throughput(arch, precision, args.device, args.steps, args.batch, fmt, variant)
-                    rows.append(
-                        {
-                            "arch": arch,
-                            "precision": precision,
-                            "memory_format": fmt,
-                            "variant": variant,
-                            "micro_batch": args.batch,
-                            "images_per_s": round(ips, 1),
-                        }
-                    )
-                    print(json.dumps(rows[-1]), flush=True)
+    for arch, precision, fmt, variant in itertools.product(
+        args.archs, precisions, args.memory_formats, args.variants
+    ):
+        ips = throughput(arch, precision, args.device, args.steps, args.batch, fmt, variant)
+        rows.append(
+            {
+                "arch": arch,
+                "precision": precision,
+                "memory_format": fmt,
+                "variant": variant,
+                "images_per_s": round(ips, 1),
+            }
+        )
+        print(json.dumps(rows[-1]), flush=True)
     result = {
         "benchmark": "train_throughput",
         "device": args.device if not args.device.startswith("cuda") else torch.cuda.get_device_name(),
