@@ -36,7 +36,8 @@ def throughput(
     batch: int,
     fmt: str = "contiguous",
     variant: str = "full",
-) -> float:
+) -> tuple[float, float]:
+    """(images/s, seconds of the 3 warm-up steps: torch.compile's build falls in them)"""
     from reward_model_ros.core.config import ModelConfig
     from reward_model_ros.core.model import ResNetRewardModel
 
@@ -64,16 +65,18 @@ def throughput(
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    start = time.perf_counter()
     for _ in range(3):
         step()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
+    warmup = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
         step()
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - start)
+    return batch * steps / (time.perf_counter() - start), warmup
 
 
 def time_to_accuracy(data: Path, target: float, overrides: list[str]) -> dict:
@@ -139,7 +142,7 @@ def main() -> None:
     for arch, precision, fmt, variant in itertools.product(
         args.archs, precisions, args.memory_formats, args.variants
     ):
-        ips = throughput(arch, precision, args.device, args.steps, args.batch, fmt, variant)
+        ips, warmup = throughput(arch, precision, args.device, args.steps, args.batch, fmt, variant)
         rows.append(
             {
                 "arch": arch,
@@ -147,6 +150,7 @@ def main() -> None:
                 "memory_format": fmt,
                 "variant": variant,
                 "images_per_s": round(ips, 1),
+                "warmup_s": round(warmup, 1),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
