@@ -122,6 +122,32 @@ def test_normalize_changes_the_input_the_backbone_sees():
     assert seen[1][0, 0].flatten()[0].item() == pytest.approx(1.0)
 
 
+def test_frozen_stages_freeze_the_stem_and_layer1_only():
+    torch.manual_seed(0)
+    model = ResNetRewardModel(ModelConfig(arch="resnet10", image_size=[3, 64, 64], frozen_stages=1))
+    b = model.backbone
+    frozen = [b.conv1, b.bn1, b.layer1]
+    assert all(not p.requires_grad for m in frozen for p in m.parameters())
+    assert all(p.requires_grad for m in (b.layer2, b.layer3, b.layer4, model.head) for p in m.parameters())
+    model.train()
+    assert not b.bn1.training and not b.layer1.training and b.layer2.training
+    before = {n: p.clone() for n, p in model.named_parameters()}
+    stats = b.bn1.running_mean.clone()
+    opt = torch.optim.SGD(model.trainable_parameters(), lr=0.1)
+    torch.nn.functional.binary_cross_entropy_with_logits(
+        model(torch.from_numpy(images(4))), torch.ones(4)
+    ).backward()
+    opt.step()
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+    assert moved and all(
+        not n.startswith(("backbone.conv1", "backbone.bn1", "backbone.layer1")) for n in moved
+    )
+    assert any(n.startswith("backbone.layer2") for n in moved)
+    assert torch.equal(b.bn1.running_mean, stats)  # frozen BatchNorm statistics stay as loaded
+    with pytest.raises(ConfigError, match="frozen_stages"):
+        ModelConfig(frozen_stages=5).validate()
+
+
 def test_freeze_backbone_really_freezes():
     torch.manual_seed(0)
     model = ResNetRewardModel(ModelConfig(arch="resnet10", image_size=[3, 64, 64], freeze_backbone=True))

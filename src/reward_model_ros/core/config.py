@@ -44,6 +44,12 @@ class ModelConfig:
     """start from ImageNet backbone weights in a local .safetensors file instead"""
     freeze_backbone: bool = False
     """train only the head: backbone parameters get requires_grad=False and BatchNorm stays in eval"""
+    frozen_stages: int = -1
+    """partial fine-tuning, as mmdetection's ResNet counts stages: -1 trains every layer; 0 freezes
+    the stem (conv1, bn1); k = 1..4 the stem and layer1..layer k. Frozen stages get
+    requires_grad=False and their BatchNorm stays in eval; no gradient is computed through the
+    stem, which holds the costliest full-resolution layers (ResNet-18 bf16, 2-core AMD: 139 -> 202
+    images/s with 1). Meant for pretrained weights: docs/benchmarks.md measures it on random ones"""
     resize_mode: str = "center_crop"
     """how a (cropped) frame becomes image_size: center_crop keeps the aspect ratio, stretch does not"""
     crop_boxes: dict[str, list[int]] = field(default_factory=dict)
@@ -100,6 +106,11 @@ class ModelConfig:
                 )
             if len(set(self.camera_names)) != len(self.camera_names):
                 raise ConfigError(f"model.camera_names={list(self.camera_names)!r}: names must be unique")
+        if not -1 <= self.frozen_stages <= 4:
+            raise bad(
+                "frozen_stages",
+                "must be -1 (train every layer), 0 (freeze the stem) or 1..4 (the stem and layer1..layerN)",
+            )
         if self.pretrained and self.pretrained_path:
             raise ConfigError("model.pretrained and model.pretrained_path are both set: choose one")
         return self

@@ -168,8 +168,8 @@ class ResNetRewardModel(nn.Module):
         )
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        if cfg.freeze_backbone:
-            self.backbone.requires_grad_(False)
+        for module in self.frozen_modules():
+            module.requires_grad_(False)
         self.to(memory_format=torch.channels_last)
         self._graphs: dict[str, torch.jit.ScriptModule] = {}  # model.optimize=freeze: built on first use
         self.int8_frames: torch.Tensor | None = None
@@ -183,9 +183,18 @@ class ResNetRewardModel(nn.Module):
         super().train(mode)
         if mode:
             self._graphs.clear()  # the weights may change: a frozen graph would be stale
-        if self.cfg.freeze_backbone:
-            self.backbone.eval()  # frozen BatchNorm statistics stay as loaded
+        for module in self.frozen_modules():
+            module.eval()  # frozen BatchNorm statistics stay as loaded
         return self
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The parts of the trunk that training leaves as they are: all of it with
+        model.freeze_backbone, else the first model.frozen_stages + 1 stages (stem, layer1, ...)."""
+        if self.cfg.freeze_backbone:
+            return [self.backbone]
+        b = self.backbone
+        stages = [b.conv1, b.bn1, b.layer1, b.layer2, b.layer3, b.layer4]
+        return stages[: self.cfg.frozen_stages + 2] if self.cfg.frozen_stages >= 0 else []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n = check_input_shape(images, self.views)
