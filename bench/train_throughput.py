@@ -43,12 +43,11 @@ def throughput(
 
     torch.manual_seed(0)
     memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
-    model = ResNetRewardModel(ModelConfig(arch=arch)).to(device, memory_format=memory_format).train()
-    if variant == "frozen_stem":  # no gradients for conv1, bn1 and layer1 (the full-resolution layers)
-        for name in ("conv1", "bn1", "layer1"):
-            getattr(model.backbone, name).requires_grad_(False)
+    frozen = 1 if variant == "frozen_stem" else -1  # model.frozen_stages: conv1, bn1, layer1
+    model = ResNetRewardModel(ModelConfig(arch=arch, frozen_stages=frozen))
+    model = model.to(device, memory_format=memory_format).train()
     forward = torch.compile(model) if variant == "compile" else model
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
     x = torch.randint(0, 255, (batch, 3, 128, 128), dtype=torch.uint8, device=device)
     x = x.contiguous(memory_format=memory_format)
     y = torch.randint(0, 2, (batch,), device=device).float()
