@@ -119,6 +119,14 @@ PARAMETERS = (
         read_only=True,
     ),
     Param(
+        "camera_supersample",
+        1,
+        "render the sensor cameras this many times wider and higher and average each block down "
+        "to camera_width x camera_height (anti-aliased edges, as a real sensor gives); 1 = off",
+        in_range(1, 8),
+        read_only=True,
+    ),
+    Param(
         "side_camera_pose",
         [],
         "a second sensor camera, side_camera, [eye x, y, z, target x, y, z] in metres, world frame, "
@@ -298,6 +306,7 @@ class BridgeNode(Node):
             camera_height=p["camera_height"],
             camera_pose=list(p["camera_pose"]),
             camera_fov=p["camera_fov"],
+            camera_supersample=p["camera_supersample"],
             side_camera_pose=list(p["side_camera_pose"]),
             side_camera_fov=p["side_camera_fov"],
             # a motion planner ends its episodes itself; the step limit is for policies

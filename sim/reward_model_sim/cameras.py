@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 SIDE_CAMERA = "side_camera"
 # PickCube's and PushCube's goal region seen from the robot's left: across the front camera's
 # line of sight (which runs along -x), so that depth along it becomes left-right in this view
@@ -71,7 +73,6 @@ class _ExtraCamerasMixin:
 
     @property
     def _default_sensor_configs(self):
-        import numpy as np
         from mani_skill.sensors.camera import CameraConfig
         from mani_skill.utils import sapien_utils
 
@@ -87,3 +88,36 @@ class _ExtraCamerasMixin:
             own.append(CameraConfig(cam.name, pose, cam.width, cam.height, cam.fov or np.pi / 2, 0.01, 100))
             names.add(cam.name)
         return own
+
+
+def check_supersample(factor: int) -> int:
+    if not isinstance(factor, int | np.integer) or isinstance(factor, bool) or not 1 <= factor <= 8:
+        raise ValueError(f"camera_supersample={factor!r}: give a whole number from 1 (off) to 8")
+    return int(factor)
+
+
+def downsample(images, factor: int):
+    """Box-filter (..., H*f, W*f, C) uint8 images to (..., H, W, C): each output pixel the mean
+    of an f x f block, as a camera's sensor integrates the light over a pixel. A renderer
+    without anti-aliasing quantises an edge to whole pixels; the block mean keeps where inside
+    a pixel the edge falls. numpy arrays or torch tensors (same type back)."""
+    if factor == 1:
+        return images
+    *lead, h, w, c = images.shape
+    if h % factor or w % factor:
+        raise ValueError(f"a {w}x{h} frame does not divide by camera_supersample={factor}")
+    blocks = images.reshape(*lead, h // factor, factor, w // factor, factor, c)
+    if hasattr(blocks, "detach"):  # torch
+        return (blocks.float().mean(dim=(-4, -2)) + 0.5).to(images.dtype)
+    return (blocks.mean(axis=(-4, -2), dtype=np.float32) + 0.5).astype(images.dtype)
+
+
+def downsample_intrinsics(k, factor: int):
+    """The 3x3 pinhole matrix of a frame rendered `factor` times larger, for the downsampled
+    frame: the first two rows / factor (SAPIEN puts the principal point at (W/2, H/2) at every
+    size, so this is the matrix it gives for a frame rendered at the smaller size)."""
+    if factor == 1:
+        return k
+    k = np.array(k, dtype=np.float64, copy=True)
+    k[:2] /= factor
+    return k

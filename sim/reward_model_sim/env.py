@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from reward_model_sim.cameras import check_supersample, downsample, downsample_intrinsics
+
 log = logging.getLogger(__name__)
 
 TASKS = ("PickCube-v1", "PushCube-v1", "PegInsertionSide-v1", "StackCube-v1")
@@ -42,6 +44,10 @@ class SimConfig:
     frame), the same size as the first; empty = none"""
     side_camera_fov: float = 0.0
     """its vertical field of view in radians (0 = pi/2)"""
+    camera_supersample: int = 1
+    """render every sensor camera this many times wider and higher, then average each block of
+    pixels down to camera_width x camera_height (anti-aliasing, as a real sensor integrates a
+    pixel's light; 1 = off)"""
     max_episode_steps: int = 100
     """episode step limit (planned PickCube episodes take 60-106 steps)"""
     show_goal: bool = True
@@ -144,11 +150,13 @@ class ManiSkillEnv:
         if cfg.task not in TASKS:
             raise ValueError(f"task {cfg.task!r} is not supported; choose one of {', '.join(TASKS)}")
         self.cfg = cfg
+        self.supersample = check_supersample(cfg.camera_supersample)
+        width, height = cfg.camera_width * self.supersample, cfg.camera_height * self.supersample
         task, extra = cfg.task, {}
         if cfg.side_camera_pose:
             from reward_model_sim.cameras import SIDE_CAMERA, ExtraCamera, extra_camera_task
 
-            pose, size = tuple(cfg.side_camera_pose), (cfg.camera_width, cfg.camera_height)
+            pose, size = tuple(cfg.side_camera_pose), (width, height)
             side = ExtraCamera(SIDE_CAMERA, pose, *size, cfg.side_camera_fov)
             task, extra = extra_camera_task(cfg.task), {"extra_cameras": [side]}
         self.env = gym.make(
@@ -160,9 +168,7 @@ class ManiSkillEnv:
             render_backend=cfg.render_backend,
             max_episode_steps=cfg.max_episode_steps,
             **({"sim_config": {"control_freq": int(cfg.control_rate)}} if cfg.control_rate else {}),
-            sensor_configs=sensor_configs(
-                cfg.task, cfg.camera_width, cfg.camera_height, cfg.camera_pose, cfg.camera_fov
-            ),
+            sensor_configs=sensor_configs(cfg.task, width, height, cfg.camera_pose, cfg.camera_fov),
             **extra,
         )
         self.unwrapped = self.env.unwrapped
@@ -200,8 +206,12 @@ class ManiSkillEnv:
     def observe(self, obs, info, step: int | None = None) -> Observation:
         """A raw ManiSkill observation + info as an `Observation` (step: the episode's step
         count; default the count of `step()` calls since the last reset)."""
-        frames = {name: _np(data["rgb"])[0] for name, data in obs["sensor_data"].items()}
-        intrinsics = {name: _np(p["intrinsic_cv"])[0] for name, p in obs.get("sensor_param", {}).items()}
+        f = self.supersample
+        frames = {name: downsample(_np(data["rgb"])[0], f) for name, data in obs["sensor_data"].items()}
+        intrinsics = {
+            name: downsample_intrinsics(_np(p["intrinsic_cv"])[0], f)
+            for name, p in obs.get("sensor_param", {}).items()
+        }
         tcp = self.unwrapped.agent.tcp.pose
         wxyz = _np(tcp.q)[0]
         extras = {

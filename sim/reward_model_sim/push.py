@@ -6,7 +6,9 @@ the TCP behind the cube, lowers it and pushes along the cube-goal line. Modes:
 - success: the cube ends inside the goal region, anywhere along the push line from near
   its edge to its far rim (then the pose is held); pushed at a speed drawn per seed, about
   1 in 5 slides out past the far rim (a near miss, labelled as such by the task);
-- push_short: stops with the cube just before the goal's edge (1-4 cm outside);
+- push_short: aims the cube 1-4 cm before the goal's edge and stops; the cube slides on up to
+  about 1 cm, so it rests from 1 cm inside the rim to 3.4 cm outside it (seeds 0-29 and
+  100000-100029: 4 of 60 inside, labelled successes by the task; 16 within 1 cm outside);
 - push_past: pushes the cube across and beyond the goal's far edge;
 - push_wide: sweeps the fingers along a line 11-15 cm beside the goal's centre line (the cube,
   not on that line, stays where it started, 20 cm before the goal);

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from reward_model_ros.rl.reward_env import SimStep
+from reward_model_sim.cameras import check_supersample, downsample
 from reward_model_sim.env import sensor_configs
 
 
@@ -42,6 +43,9 @@ class SimBatchConfig:
     """[eye xyz, target xyz] of the sensor camera; empty = the task's (use the classifier's!)"""
     camera_fov: float = 0.0
     """its field of view in radians (0 = the task's)"""
+    camera_supersample: int = 1
+    """render camera_size times this and average each block down (anti-aliasing; 1 = off): the
+    bridge's camera_supersample the classifier's frames were recorded with"""
     show_goal: bool = True
     """show the goal marker to the camera (PickCube hides it)"""
 
@@ -56,6 +60,8 @@ class ManiSkillBatch:
         import mani_skill.envs  # noqa: F401  (registers the tasks)
 
         self.cfg = cfg
+        self.supersample = check_supersample(cfg.camera_supersample)
+        size = cfg.camera_size * self.supersample
         gpu = cfg.sim_backend != "physx_cpu"
         if not gpu and cfg.num_envs < 1:
             raise ValueError(f"num_envs={cfg.num_envs}: must be >= 1")
@@ -65,9 +71,7 @@ class ManiSkillBatch:
             sim_backend=cfg.sim_backend,
             render_backend=cfg.render_backend,
             max_episode_steps=10**9,  # no time limit: episodes are ended by LearnedRewardEnv
-            sensor_configs=sensor_configs(
-                cfg.task, cfg.camera_size, cfg.camera_size, cfg.camera_pose, cfg.camera_fov
-            ),
+            sensor_configs=sensor_configs(cfg.task, size, size, cfg.camera_pose, cfg.camera_fov),
         )
         if gpu:
             self.envs = [gym.make(cfg.task, num_envs=cfg.num_envs, **kwargs)]
@@ -104,7 +108,8 @@ class ManiSkillBatch:
         for obs, reward, info in parts:
             state = obs["state"]
             states.append(state if torch.is_tensor(state) else torch.as_tensor(state))
-            imgs = [_np(obs["sensor_data"][cam]["rgb"]) for cam in self.cameras]  # (n, H, W, 3) each
+            # (n, H, W, 3) each; a GPU batch is averaged down on the GPU, before the copy
+            imgs = [_np(downsample(obs["sensor_data"][cam]["rgb"], self.supersample)) for cam in self.cameras]
             frames += [[img[k] for img in imgs] for k in range(imgs[0].shape[0])]
             rewards.append(torch.as_tensor(reward, dtype=torch.float32).reshape(-1))
             success.append(torch.as_tensor(info.get("success", False)).reshape(-1).to(torch.bool))
