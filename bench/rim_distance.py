@@ -34,11 +34,13 @@ from reward_model_ros.data.bags import open_checked
 BANDS_CM = (0.5, 1.0, 2.0, 5.0)  # |distance| upper edges; the last band is everything further
 
 
-def rim_distances(bags: Path) -> dict[tuple[str, int], float]:
-    """(episode key as the dataset names it, stamp ns) -> cube centre's distance from the rim, cm."""
+def rim_distances(bags: Path) -> dict[tuple[str, int], tuple[float, float]]:
+    """(episode key as the dataset names it, stamp ns) -> (cube centre's distance from the rim,
+    its x from the goal's centre), cm. Pushes run along +x: negative x is the side the cube
+    enters from (the far side from the demo's front camera), positive the side it leaves by."""
     from reward_model_sim.push import GOAL_RADIUS, positions
 
-    out: dict[tuple[str, int], float] = {}
+    out: dict[tuple[str, int], tuple[float, float]] = {}
     for bag in sorted(p for p in bags.glob("*/episode_*") if p.is_dir()):
         key = f"{bag.parent.name}_{bag.name}"  # the dataset's key: <outcome dir>_<episode dir>
         with open_checked(bag, None) as (reader, _check):
@@ -46,9 +48,8 @@ def rim_distances(bags: Path) -> dict[tuple[str, int], float]:
             for conn, _t, raw in reader.messages(connections=conns):
                 msg = reader.deserialize(raw, conn.msgtype)
                 _tcp, goal, cube = positions(np.asarray(msg.data))
-                out[(key, stamp_ns(msg.header.stamp))] = 100 * (
-                    float(np.linalg.norm(cube[:2] - goal[:2])) - GOAL_RADIUS
-                )
+                rim = float(np.linalg.norm(cube[:2] - goal[:2])) - GOAL_RADIUS
+                out[(key, stamp_ns(msg.header.stamp))] = (100 * rim, 100 * float(cube[0] - goal[0]))
     return out
 
 
@@ -129,17 +130,18 @@ def main() -> None:
     errors: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
     modes, missing = {}, 0
     for r in rows:
-        d = dist.get((r["episode"], r["stamp_ns"]))
-        if d is None:
+        found = dist.get((r["episode"], r["stamp_ns"]))
+        if found is None:
             missing += 1
             continue
+        d, dx = found
         judged, label = r["probability"] >= threshold, bool(r["label"])
         b = bands[("inside " if d < 0 else "outside ") + band(d)]
         b[0] += 1
         if judged != label:
             b[1] += 1
             b[2 if judged else 3] += 1
-            errors[r["episode"]].append((r["frame"], r["probability"], d))
+            errors[r["episode"]].append((r["frame"], r["probability"], d, dx))
             modes[r["episode"]] = r.get("mode", "")
     total = sum(b[0] for b in bands.values())
     wrong = sum(b[1] for b in bands.values())
@@ -160,9 +162,11 @@ def main() -> None:
     for ep, es in sorted(errors.items(), key=lambda kv: -len(kv[1])):
         p = [e[1] for e in es]
         d = [e[2] for e in es]
+        sides = {"entry" if e[3] < 0 else "exit" for e in es}
         print(
             f"  {ep} ({modes[ep]}): {len(es)} frames {min(e[0] for e in es)}-{max(e[0] for e in es)}, "
-            f"p {min(p):.2f}-{max(p):.2f}, cube {min(d):+.2f} to {max(d):+.2f} cm from the rim"
+            f"p {min(p):.2f}-{max(p):.2f}, cube {min(d):+.2f} to {max(d):+.2f} cm from the rim, "
+            f"{' and '.join(sorted(sides))} side"
         )
 
 
