@@ -49,7 +49,8 @@ class ModelConfig:
     the stem (conv1, bn1); k = 1..4 the stem and layer1..layer k. Frozen stages get
     requires_grad=False and their BatchNorm stays in eval; no gradient is computed through the
     stem, which holds the costliest full-resolution layers (ResNet-18 bf16, 2-core AMD: 1.44-1.46x the
-    images/s with 1). Meant for pretrained weights; its accuracy is not measured yet"""
+    images/s with 1). Meant for pretrained weights: from random ones it cost 5.4 points of
+    held-out accuracy on the demo's data (docs/benchmarks.md)"""
     resize_mode: str = "center_crop"
     """how a (cropped) frame becomes image_size: center_crop keeps the aspect ratio, stretch does not"""
     crop_boxes: dict[str, list[int]] = field(default_factory=dict)
