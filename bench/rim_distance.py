@@ -34,12 +34,20 @@ from reward_model_ros.data.bags import open_checked
 BANDS_CM = (0.5, 1.0, 2.0, 5.0)  # |distance| upper edges; the last band is everything further
 
 
+def rim_cm(state) -> tuple[float, float]:
+    """PushCube-v1's state vector -> (cube centre's distance from the goal's rim, its x from the
+    goal's centre), cm."""
+    from reward_model_sim.push import GOAL_RADIUS, positions
+
+    _tcp, goal, cube = positions(np.asarray(state.cpu() if hasattr(state, "cpu") else state))
+    rim = float(np.linalg.norm(cube[:2] - goal[:2])) - GOAL_RADIUS
+    return 100 * rim, 100 * float(cube[0] - goal[0])
+
+
 def rim_distances(bags: Path) -> dict[tuple[str, int], tuple[float, float]]:
     """(episode key as the dataset names it, stamp ns) -> (cube centre's distance from the rim,
     its x from the goal's centre), cm. Pushes run along +x: negative x is the side the cube
     enters from (the far side from the demo's front camera), positive the side it leaves by."""
-    from reward_model_sim.push import GOAL_RADIUS, positions
-
     out: dict[tuple[str, int], tuple[float, float]] = {}
     for bag in sorted(p for p in bags.glob("*/episode_*") if p.is_dir()):
         key = f"{bag.parent.name}_{bag.name}"  # the dataset's key: <outcome dir>_<episode dir>
@@ -47,19 +55,19 @@ def rim_distances(bags: Path) -> dict[tuple[str, int], tuple[float, float]]:
             conns = [c for c in reader.connections if c.topic.rsplit("/", 1)[-1] == "state"]
             for conn, _t, raw in reader.messages(connections=conns):
                 msg = reader.deserialize(raw, conn.msgtype)
-                _tcp, goal, cube = positions(np.asarray(msg.data))
-                rim = float(np.linalg.norm(cube[:2] - goal[:2])) - GOAL_RADIUS
-                out[(key, stamp_ns(msg.header.stamp))] = (100 * rim, 100 * float(cube[0] - goal[0]))
+                out[(key, stamp_ns(msg.header.stamp))] = rim_cm(msg.data)
     return out
 
 
-def band(d: float) -> str:
-    lo = 0.0
-    for hi in BANDS_CM:
-        if abs(d) < hi:
-            return f"{lo:.1f}-{hi:.1f} cm"
-        lo = hi
-    return f">= {BANDS_CM[-1]:.1f} cm"
+def band(d: float) -> int:
+    """Index of |d|'s band: 0 below BANDS_CM[0], ..., len(BANDS_CM) beyond the last edge."""
+    return int(np.searchsorted(BANDS_CM, abs(d), side="right"))
+
+
+def band_label(inside: bool, i: int) -> str:
+    edges = (0.0, *BANDS_CM)
+    span = f">= {edges[-1]:.1f}" if i == len(BANDS_CM) else f"{edges[i]:.1f}-{edges[i + 1]:.1f}"
+    return f"{'inside' if inside else 'outside'} {span} cm"
 
 
 def seed_ranges(texts: list[str]) -> list[int]:
@@ -74,7 +82,7 @@ def endings(modes: list[str], seeds: list[int]) -> None:
     import gymnasium as gym
     import mani_skill.envs  # noqa: F401  (registers the tasks)
 
-    from reward_model_sim.push import CONTROL_MODE, GOAL_RADIUS, positions, run_push_episode
+    from reward_model_sim.push import CONTROL_MODE, run_push_episode
 
     env = gym.make("PushCube-v1", obs_mode="state", control_mode=CONTROL_MODE, num_envs=1)
     print(
@@ -82,18 +90,16 @@ def endings(modes: list[str], seeds: list[int]) -> None:
         "| min / median / max cm from the rim |"
     )
     print("|---|---|---|---|---|")
+    last: dict = {}
+
+    def keep(obs, _info, _action) -> None:
+        last["state"] = obs[0]  # the only sub-env's state
+
     for mode in modes:
-        last: dict = {}
-
-        def keep(obs, _info, _action, last=last):
-            last["state"] = obs
-
         d = []
         for seed in seeds:
             run_push_episode(env, mode, seed, keep)
-            state = last["state"]
-            _tcp, goal, cube = positions(np.asarray(state.cpu() if hasattr(state, "cpu") else state)[0])
-            d.append(100 * (float(np.linalg.norm(cube[:2] - goal[:2])) - GOAL_RADIUS))
+            d.append(rim_cm(last["state"])[0])
         d = np.array(d)
         print(
             f"| {mode} | {len(d)} | {(d < 0).sum()} | {((d >= 0) & (d < 1)).sum()} | "
@@ -108,8 +114,9 @@ def main() -> None:
     ap.add_argument("--predictions", type=Path, help="reward-model evaluate's predictions.jsonl")
     ap.add_argument("--threshold", type=float, default=None, help="default: metrics.json's")
     ap.add_argument("--endings", nargs="+", metavar="MODE", help="scripted modes to play instead (no bags)")
-    seeds = ["0-29", "100000-100029"]
-    ap.add_argument("--seeds", nargs="+", default=seeds, help="with --endings: seeds, a-b ranges")
+    ap.add_argument(
+        "--seeds", nargs="+", default=["0-29", "100000-100029"], help="with --endings: seeds, a-b ranges"
+    )
     args = ap.parse_args()
     if args.endings:
         endings(args.endings, seed_ranges(args.seeds))
@@ -126,8 +133,8 @@ def main() -> None:
     dist = rim_distances(args.bags)
     if not dist:
         raise SystemExit(f"{args.bags}: no */episode_* bag with a state topic (record the bridge's `state`)")
-    bands: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # frames, errors, FP, FN
-    errors: dict[str, list[tuple[int, float, float]]] = defaultdict(list)
+    bands: dict[tuple[bool, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])  # frames, errors, FP, FN
+    errors: dict[str, list[tuple[int, float, float, float]]] = defaultdict(list)
     modes, missing = {}, 0
     for r in rows:
         found = dist.get((r["episode"], r["stamp_ns"]))
@@ -136,7 +143,7 @@ def main() -> None:
             continue
         d, dx = found
         judged, label = r["probability"] >= threshold, bool(r["label"])
-        b = bands[("inside " if d < 0 else "outside ") + band(d)]
+        b = bands[(d < 0, band(d))]
         b[0] += 1
         if judged != label:
             b[1] += 1
@@ -149,15 +156,10 @@ def main() -> None:
     print(f"threshold {threshold:.3f}: {wrong} errors in {total} frames ({accuracy:.2%}); no state {missing}")
     print("| cube centre from the rim | frames | errors | false positives | false negatives |")
     print("|---|---|---|---|---|")
-
-    def lower(k: str) -> float:  # "inside 0.5-1.0 cm" -> 0.5, "outside >= 5.0 cm" -> 5.0
-        return float(k.split()[-2] if ">=" in k else k.split()[1].split("-")[0])
-
     # from deep inside the goal, across the rim, to far outside it
-    order = sorted(bands, key=lambda k: -lower(k) if k.startswith("inside") else 100 + lower(k))
-    for k in order:
-        f, e, fp, fn = bands[k]
-        print(f"| {k} | {f} | {e} | {fp} | {fn} |")
+    for inside, i in sorted(bands, key=lambda k: -k[1] if k[0] else 100 + k[1]):
+        f, e, fp, fn = bands[(inside, i)]
+        print(f"| {band_label(inside, i)} | {f} | {e} | {fp} | {fn} |")
     print("\nerrors by episode:")
     for ep, es in sorted(errors.items(), key=lambda kv: -len(kv[1])):
         p = [e[1] for e in es]

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reward_model_sim.cameras import check_supersample, downsample, downsample_intrinsics
+from reward_model_sim.cameras import (
+    SIDE_CAMERA,
+    ExtraCamera,
+    check_supersample,
+    downsample,
+    downsample_intrinsics,
+    extra_camera_task,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +161,6 @@ class ManiSkillEnv:
         width, height = cfg.camera_width * self.supersample, cfg.camera_height * self.supersample
         task, extra = cfg.task, {}
         if cfg.side_camera_pose:
-            from reward_model_sim.cameras import SIDE_CAMERA, ExtraCamera, extra_camera_task
-
             pose, size = tuple(cfg.side_camera_pose), (width, height)
             side = ExtraCamera(SIDE_CAMERA, pose, *size, cfg.side_camera_fov)
             task, extra = extra_camera_task(cfg.task), {"extra_cameras": [side]}
