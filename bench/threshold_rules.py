@@ -11,7 +11,7 @@ reward_node (its precision, temperature and crops). On the validation probabilit
 picks a threshold; the debounce is then the shortest (1-8 frames) that judges no validation
 failure episode successful at that threshold. Rules:
 
-- balanced: the best balanced accuracy on a 0.01 grid, ties closest to 0.5 (what `train`
+- balanced: metrics.best_accuracy_threshold, the best balanced accuracy on a 0.01 grid, ties closest to 0.5 (what `train`
   stores as the checkpoint's threshold);
 - plateau: the middle of the longest run of grid thresholds that reach that best balanced
   accuracy (the widest margin on both sides);
@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)
-DEBOUNCES = list(range(1, 9))
+from reward_model_ros.training.evaluate import DEBOUNCES
+
+GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)  # the grid of metrics.best_accuracy_threshold
 
 
 def balanced_scores(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -50,12 +51,6 @@ def balanced_scores(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
         parts = [judged[pos].mean() if pos.any() else np.nan, (~judged[neg]).mean() if neg.any() else np.nan]
         out.append(np.nanmean(parts))
     return np.array(out)
-
-
-def rule_balanced(labels, probs) -> float:
-    s = balanced_scores(labels, probs)
-    best = np.flatnonzero(s == s.max())
-    return float(GRID[best[np.argmin(np.abs(GRID[best] - 0.5))]])
 
 
 def rule_plateau(labels, probs) -> float:
@@ -140,7 +135,7 @@ def main() -> None:
     from reward_model_ros.training import metrics as M
 
     rules = {
-        "balanced": rule_balanced,
+        "balanced": M.best_accuracy_threshold,  # train's own rule
         "plateau": rule_plateau,
         "smooth": rule_smooth,
         "half": lambda labels, probs: 0.5,
