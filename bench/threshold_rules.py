@@ -11,8 +11,8 @@ reward_node (its precision, temperature and crops). On the validation probabilit
 picks a threshold; the debounce is then the shortest (1-8 frames) that judges no validation
 failure episode successful at that threshold. Rules:
 
-- balanced: metrics.best_accuracy_threshold, the best balanced accuracy on a 0.01 grid, ties closest to 0.5 (what `train`
-  stores as the checkpoint's threshold);
+- balanced: metrics.best_accuracy_threshold, the best balanced accuracy on a 0.01 grid, ties
+  closest to 0.5 (what `train` stores as the checkpoint's threshold);
 - plateau: the middle of the longest run of grid thresholds that reach that best balanced
   accuracy (the widest margin on both sides);
 - smooth: the best balanced accuracy expected when every logit moves by Gaussian noise of
