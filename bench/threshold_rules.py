@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +84,8 @@ def rule_smooth(labels, probs, sigma: float = 1.0) -> float:
 def shortest_safe_debounce(episodes, threshold: float) -> int:
     from reward_model_ros.training import metrics as M
 
-    for d in DEBOUNCES:
-        if not any(o.label == 0 and o.judged_success for o in M.episode_outcomes(episodes, threshold, d)):
-            return d
-    return DEBOUNCES[-1]
+    d = M.shortest_safe_debounce(episodes, threshold, DEBOUNCES)
+    return DEBOUNCES[-1] if d is None else d
 
 
 def split_scores(ckpt, data: Path, split: str):
@@ -99,11 +96,9 @@ def split_scores(ckpt, data: Path, split: str):
     rows.sort(key=lambda r: (r["episode"], r["frame"]))
     probs, _ = score_rows(ckpt, rows, data)  # an invalid frame scores 0, as in reward_node
     labels = np.array([r["label"] for r in rows], int)
-    idx: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        idx[r["episode"]].append(i)
-    episodes = {ep: (int(rows[ii[0]]["episode_label"]), labels[ii], probs[ii]) for ep, ii in idx.items()}
-    return labels, probs, episodes
+    from reward_model_ros.training import metrics as M
+
+    return labels, probs, M.episodes_of(rows, labels, probs)
 
 
 def judge(labels, probs, episodes, threshold: float, debounce: int) -> dict:

@@ -17,10 +17,12 @@ from sensor_msgs.msg import Image
 
 from reward_model_ros.core.cameras import map_cameras, serve_cameras
 from reward_model_ros.core.checkpoint import (
+    CheckpointError,
     decision_settings,
     load_checkpoint,
     save_checkpoint,
     store_recommendation,
+    store_validation_decision,
     untrained,
 )
 from reward_model_ros.core.config import ConfigError, ModelConfig
@@ -197,6 +199,12 @@ def test_decision_settings_come_from_parameters_then_the_recommendation_then_the
     plain = decision_settings(load_checkpoint(path))
     assert (plain.reward_threshold, plain.debounce_frames, plain.camera_fusion) == (0.42, 1, "mean")
     assert "validation threshold" in plain.source and "no recommendation stored" in plain.source
+    store_validation_decision(path, 0.47, 3, {"reason": "this test"})  # what train stores
+    trained = decision_settings(load_checkpoint(path))
+    assert (trained.reward_threshold, trained.debounce_frames) == (0.47, 3)
+    assert "debounce 3 (chosen on validation episodes by train)" in trained.source
+    with pytest.raises(CheckpointError, match="validation_decision' must hold debounce_frames >= 1"):
+        store_validation_decision(path, 0.47, 0, {})
     store_recommendation(path, 0.35, 4, "min", "evaluate on held-out")
     rec = decision_settings(load_checkpoint(path))
     assert (rec.reward_threshold, rec.debounce_frames, rec.camera_fusion) == (0.35, 4, "min")

@@ -17,6 +17,7 @@ from reward_model_ros.core.checkpoint import load_checkpoint
 from reward_model_ros.core.overrides import OverrideError, apply_overrides
 from reward_model_ros.paths import share_dir
 from reward_model_ros.training import metrics as M
+from reward_model_ros.training.evaluate import evaluate
 from reward_model_ros.training.train import (
     RAW_WEIGHTS,
     Optim,
@@ -67,6 +68,21 @@ def test_a_tiny_run_learns_a_separable_set_and_saves_a_loadable_checkpoint(datas
     assert lrs[0] <= 3e-4 and all(b < a for a, b in itertools.pairwise(lrs)) and lrs[-1] < 0.1 * 3e-4
     events = list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
     assert events  # TensorBoard logs
+    # threshold and debounce are chosen on the validation episodes as reward_node scores them
+    # (the served precision and temperature), not on the training-time model's probabilities
+    from reward_model_ros.data.dataset import read_manifest
+    from reward_model_ros.training.evaluate import DEBOUNCES, score_rows
+
+    decided = json.loads((tmp_path / "run" / "best_model" / "config.json").read_text())["validation_decision"]
+    assert decided["scored_as"] == best.config.precision and decided["temperature"] == best.temperature
+    val_rows = sorted(
+        (r for r in read_manifest(dataset) if r["split"] == "val"), key=lambda r: (r["episode"], r["frame"])
+    )
+    probs, _ = score_rows(best, val_rows, dataset)
+    labels = np.array([r["label"] for r in val_rows])
+    episodes = M.episodes_of(val_rows, labels, probs)
+    assert (best.threshold, best.debounce) == M.validation_decision(labels, probs, episodes, DEBOUNCES)[:2]
+    assert decided["episodes"] == len(episodes) == 4 and decided["failure_episodes_judged_successful"] == 0
 
 
 def test_early_stopping_best_model_and_save_interval(dataset, tmp_path):
@@ -276,6 +292,26 @@ def test_metrics_on_hand_made_probabilities():
     )
     assert best == (pytest.approx(0.75), 2)  # both debounces detect "s": the shorter one wins
     assert {r["debounce"] for r in rows} == {2, 3}
+    # train's rule: the best balanced-accuracy threshold, then the shortest safe debounce there
+    episodes = {
+        "s": (1, np.array([0, 0, 1, 1, 1, 1, 1]), np.array([0.1, 0.1, 0.7, 0.7, 0.7, 0.7, 0.95])),
+        "f": (0, np.zeros(10, int), np.array([0.1] * 9 + [0.8])),  # one frame looks like success
+    }
+    labels = np.concatenate([episodes["s"][1], episodes["f"][1]])
+    probs = np.concatenate([episodes["s"][2], episodes["f"][2]])
+    # 0.11-0.70 keep every success frame and lose the one failure frame: closest to 0.5 wins
+    assert M.best_accuracy_threshold(labels, probs) == 0.5
+    assert M.shortest_safe_debounce(episodes, 0.5, [1, 2, 3]) == 2
+    assert M.shortest_safe_debounce(episodes, 0.5, [1]) is None
+    assert M.validation_decision(labels, probs, episodes, [1, 2, 3])[:2] == (0.5, 2)
+    # no safe debounce at that threshold: the sweep's pair, which moves the threshold instead
+    # (above the failure frame's 0.8, at most the success frames' 0.95: the middle of 0.85-0.95)
+    threshold, debounce, why = M.validation_decision(labels, probs, episodes, [1])
+    assert (threshold, debounce) == (pytest.approx(0.9), 1) and "sweep" in why
+
+
+def json_lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_evaluate_and_predict_commands(dataset, tmp_path):
@@ -299,6 +335,33 @@ def test_evaluate_and_predict_commands(dataset, tmp_path):
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert report["frames"]["accuracy"] >= 0.95 and report["episodes"]["false_positive_episodes"] == 0
+    # the held-out episode figures are at the settings the checkpoint came with (train's, chosen on
+    # validation), not at the pair the sweep chose on these frames (reported beside them)
+    import shutil
+
+    from reward_model_ros.core.checkpoint import store_validation_decision
+
+    came_with = load_checkpoint(ckpt)  # evaluate stored its recommendation since
+    other = shutil.copytree(ckpt, tmp_path / "other", ignore=lambda d, names: ["eval"])
+    cfg_json = json.loads((other / "config.json").read_text())
+    del cfg_json["recommended"]
+    (other / "config.json").write_text(json.dumps(cfg_json))
+    store_validation_decision(other, 0.23, 2, {"reason": "off the sweep's 0.05 grid"})
+    served = evaluate(other, dataset, out=tmp_path / "ev_other", store=False)
+    assert (served["episodes"]["threshold"], served["episodes"]["debounce_frames"]) == (0.23, 2)
+    assert served["threshold"] == 0.23 and not served["decision"]["chosen_on_these_frames"]
+    assert served["frames"] == M.binary_metrics(
+        np.array([r["label"] for r in json_lines(tmp_path / "ev_other" / "predictions.jsonl")]),
+        np.array([r["probability"] for r in json_lines(tmp_path / "ev_other" / "predictions.jsonl")]),
+        0.23,
+    )
+    assert served["episodes_at_recommended"]["threshold"] == served["recommended_threshold"] != 0.23
+    rec = report["episodes_at_recommended"]
+    assert (rec["threshold"], rec["debounce_frames"]) == (report["recommended_threshold"], report["debounce"])
+    assert came_with.recommended["chosen_on"]["split"] == "val"
+    again = evaluate(ckpt, dataset, out=tmp_path / "ev2", store=False)  # now served: the recommendation
+    assert again["decision"]["chosen_on_these_frames"] and "(recommended)" in again["decision"]["source"]
+    assert again["episodes"]["threshold"] == came_with.recommended["reward_threshold"]
     for png in ("loss_curves", "roc_pr", "reliability", "confusion_matrix", "worst_errors"):
         assert (tmp_path / "ev" / f"{png}.png").stat().st_size > 1000
     pos = dataset / "images" / "ep000" / "000015_camera.png"

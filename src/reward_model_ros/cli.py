@@ -269,20 +269,27 @@ def evaluate_command(args) -> int:
             "negatives: these are not held-out figures",
             file=sys.stderr,
         )
-    m = report["frames"]
-    e = report["episodes"]
+    m, e, r = report["frames"], report["episodes"], report["episodes_at_recommended"]
+    d = report["decision"]
     print(
         f"{report['samples']} samples of {e['count']} episodes ({args.split}): accuracy {m['accuracy']:.4f}, "
         f"AUROC {m['auroc']:.4f}, precision {m['precision']:.4f}, recall {m['recall']:.4f}, "
         f"FPR {m['false_positive_rate']:.4f}, ECE {report['calibration']['ece']:.4f} at temperature "
-        f"{report['calibration']['temperature']:.2f} (threshold {report['threshold']:.2f})"
+        f"{report['calibration']['temperature']:.2f}"
     )
     print(
-        f"recommended: reward_threshold {report['recommended_threshold']:.2f}, debounce_frames "
-        f"{report['debounce']}: "
-        f"{e['false_positive_episodes']} failure episode(s) judged successful, "
-        f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, mean delay "
-        f"{e['mean_delay_frames']:.1f} frames; report in {report['out']}"
+        f"as reward_node decides with this checkpoint ({d['source']}): "
+        f"{e['false_positive_episodes']}/{e['failure_episodes']} failure episode(s) judged successful, "
+        f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, delay mean "
+        f"{e['mean_delay_frames']:.1f} / max {e['max_delay_frames']} frames"
+        + (" (WARNING: settings chosen on these very frames)" if d["chosen_on_these_frames"] else "")
+    )
+    print(
+        f"recommended on these frames: reward_threshold {report['recommended_threshold']:.2f}, "
+        f"debounce_frames {report['debounce']}: "
+        f"{r['false_positive_episodes']} failure episode(s) judged successful, "
+        f"{r['detected_success_episodes']}/{r['success_episodes']} successes detected, mean delay "
+        f"{r['mean_delay_frames']:.1f} frames; report in {report['out']}"
     )
     print(f"recommendation {report['stored']}")
     return 0

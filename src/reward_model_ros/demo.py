@@ -384,19 +384,24 @@ def run_demo(cfg: DemoConfig) -> int:
     t = _stage(4, "evaluate on the held-out episodes (seeds never used in training)")
     report = evaluate(best, out / "dataset_eval", split="all", out=out / "eval")
     timings["evaluate_s"] = time.monotonic() - t
-    # the target is judged at the checkpoint's own threshold (chosen on validation data); the
-    # recommended one is chosen on these very frames, so its accuracy is shown, not judged
-    f, e = report["frames"], report["episodes"]
+    # the targets are judged at the settings the checkpoint came with (threshold and debounce
+    # chosen on the validation episodes); the recommended ones are chosen on these very frames,
+    # so their figures are shown, not judged
+    f, e, r = report["frames"], report["episodes"], report["episodes_at_recommended"]
     at_rec = report["frames_at_recommended"]["accuracy"]
     print(
-        f"  frame accuracy {f['accuracy']:.4f} at the checkpoint's threshold {report['threshold']:.2f} "
-        f"({at_rec:.4f} at the recommended one), AUROC {f['auroc']:.4f}, "
+        f"  at the checkpoint's validation settings (threshold {report['threshold']:.2f}, debounce "
+        f"{e['debounce_frames']}): frame accuracy {f['accuracy']:.4f}, AUROC {f['auroc']:.4f}, "
         f"ECE {report['calibration']['ece']:.4f}; "
-        f"recommended reward_threshold {report['recommended_threshold']:.2f}, debounce_frames "
-        f"{report['debounce']}: "
         f"{e['false_positive_episodes']}/{e['failure_episodes']} failure episodes judged successful, "
-        f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, mean delay "
-        f"{e['mean_delay_frames']:.1f} frames"
+        f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, delay mean "
+        f"{e['mean_delay_frames']:.1f} / max {e['max_delay_frames']} frames"
+    )
+    print(
+        f"  recommended on these frames (stored for the replay): reward_threshold "
+        f"{report['recommended_threshold']:.2f}, debounce_frames {report['debounce']}: frame accuracy "
+        f"{at_rec:.4f}, {r['false_positive_episodes']}/{r['failure_episodes']} failure episodes judged "
+        f"successful, {r['detected_success_episodes']}/{r['success_episodes']} successes detected"
     )
 
     t = _stage(
@@ -425,7 +430,12 @@ def run_demo(cfg: DemoConfig) -> int:
         "frame_accuracy": f["accuracy"],
         "frame_accuracy_at_recommended": at_rec,
         "auroc": f["auroc"],
+        "ece": report["calibration"]["ece"],
         "false_positive_episodes": e["false_positive_episodes"],
+        "detected_success_episodes": e["detected_success_episodes"],
+        "max_delay_frames": e["max_delay_frames"],
+        "threshold": report["threshold"],
+        "debounce_frames": e["debounce_frames"],
     }
     met = {
         "frame_accuracy": measured["frame_accuracy"] >= TARGETS["frame_accuracy"],

@@ -3,6 +3,8 @@
 config.json:
     {"format_version": 1, "model": {ModelConfig}, "threshold": 0.5,
      "training": {...free-form metadata: data, epochs, metrics...},
+     "validation_decision": {"debounce_frames": 4, "frames": .., "episodes": .., "scored_as": "int8",
+                             "reason": "..."},   (written by `reward-model train`)
      "recommended": {"reward_threshold": 0.35, "debounce_frames": 4, "camera_fusion": "mean",
                      "source": "...", "figures": {...}},   (written by `reward-model evaluate`)
      "calibration": {"temperature": 1.4, "applied": true, "ece_before": .., "ece_after": ..,
@@ -11,10 +13,12 @@ config.json:
      "int8": {"frames": 64, "source": "<data> train", "created": ".."}}
                      (written with int8_calibration.safetensors by `train` and `reward-model quantize`)
 
-`threshold` is the one chosen on validation frames during training; `recommended` holds the
-decision settings `evaluate` validated on held-out episodes (no failure episode judged
-successful). Whoever scores frames with the checkpoint takes its decision settings from
-`decision_settings()`: explicit values first, then `recommended`, then `threshold`.
+`threshold` and `validation_decision.debounce_frames` are chosen by `train` on its validation
+episodes, scored as reward_node scores them (served precision, fitted temperature):
+metrics.validation_decision. `recommended` holds the decision settings `evaluate` chose on
+other held-out episodes (no failure episode judged successful). Whoever scores frames with the
+checkpoint takes its decision settings from `decision_settings()`: explicit values first, then
+`recommended`, then `threshold` and `validation_decision`.
 
 `calibration` holds the temperature T that the model's probabilities are scaled with:
 sigmoid(logit / T), applied in `ResNetRewardModel.predict` (which every scorer goes through).
@@ -70,6 +74,8 @@ class Checkpoint:
     """decision settings validated by `reward-model evaluate` (see module docstring), or None"""
     calibration: dict[str, Any] | None = None
     """the temperature fit (see module docstring), or None (uncalibrated: T = 1)"""
+    debounce: int = 1
+    """the debounce `train` chose with `threshold` on validation episodes (1: none stored)"""
 
     @property
     def temperature(self) -> float:
@@ -110,7 +116,13 @@ def decision_settings(
         return fallback
 
     t = pick("threshold", threshold, threshold >= 0, ckpt.threshold, "the checkpoint's validation threshold")
-    d = pick("debounce", debounce, debounce >= 1, 1, "off")
+    d = pick(
+        "debounce",
+        debounce,
+        debounce >= 1,
+        ckpt.debounce,
+        "chosen on validation episodes by train" if ckpt.debounce > 1 else "off",
+    )
     f = pick("fusion", fusion, bool(fusion), "mean", "default")
     where = f"; recommended by {rec.get('source', 'evaluate')}" if rec else "; no recommendation stored"
     return DecisionSettings(float(t), int(d), str(f), ", ".join(parts) + where)
@@ -126,8 +138,10 @@ def store_recommendation(
     fusion: str,
     source: str,
     figures: dict[str, Any] | None = None,
+    chosen_on: dict[str, str] | None = None,
 ) -> None:
-    """Record validated decision settings in the checkpoint's config.json (atomically)."""
+    """Record validated decision settings in the checkpoint's config.json (atomically);
+    `chosen_on`: the dataset and split they were chosen on ({"data", "split"})."""
     directory = Path(directory)
     meta = _read_config(directory)
     meta["recommended"] = _check_recommended(
@@ -137,10 +151,39 @@ def store_recommendation(
             "camera_fusion": fusion,
             "source": source,
             "figures": figures or {},
+            **({"chosen_on": chosen_on} if chosen_on else {}),
         },
         directory / CONFIG,
     )
     _write_config(directory, meta)
+
+
+def store_validation_decision(
+    directory: str | Path, threshold: float, debounce: int, details: dict[str, Any]
+) -> None:
+    """Record the threshold and debounce `train` chose on validation episodes (as served) in the
+    checkpoint's config.json (atomically): `threshold` and `validation_decision`."""
+    directory = Path(directory)
+    meta = _read_config(directory)
+    if not 0.0 <= threshold <= 1.0:
+        raise CheckpointError(f"threshold {threshold} is not a probability in [0, 1]")
+    meta["threshold"] = float(threshold)
+    meta["validation_decision"] = _check_decision(
+        {**details, "debounce_frames": int(debounce)}, directory / CONFIG
+    )
+    _write_config(directory, meta)
+
+
+def _check_decision(dec: Any, path: Path) -> dict[str, Any] | None:
+    if dec is None:
+        return None
+    ok = isinstance(dec, dict) and isinstance(dec.get("debounce_frames"), int) and dec["debounce_frames"] >= 1
+    if not ok:
+        raise CheckpointError(
+            f"{path}: 'validation_decision' must hold debounce_frames >= 1; got {dec!r}. Retrain, or delete "
+            "the field (the checkpoint then decides without a debounce unless one is set)"
+        )
+    return dec
 
 
 def _write_config(directory: Path, meta: dict[str, Any]) -> None:
@@ -361,6 +404,7 @@ def load_checkpoint(
     model.temperature = applied_temperature(calibration)
     model.to(device).eval()
     digest = hashlib.sha256(weights.read_bytes()).hexdigest()[:12]
+    decided = _check_decision(meta.get("validation_decision"), directory / CONFIG) or {}
     return Checkpoint(
         model,
         cfg,
@@ -370,6 +414,7 @@ def load_checkpoint(
         directory,
         _check_recommended(meta.get("recommended"), directory / CONFIG),
         calibration,
+        decided.get("debounce_frames", 1),
     )
 
 

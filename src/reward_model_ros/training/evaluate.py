@@ -109,19 +109,17 @@ def evaluate(
     rows.sort(key=lambda r: (r["episode"], r["frame"]))
     probs, invalid = score_rows(ckpt, rows, Path(data), fusion)
     labels = np.array([r["label"] for r in rows], int)
-    episodes: dict[str, tuple[int, np.ndarray, np.ndarray]] = {}
-    idx_by_ep: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        idx_by_ep[r["episode"]].append(i)
-    for ep, idx in idx_by_ep.items():
-        episodes[ep] = (int(rows[idx[0]]["episode_label"]), labels[idx], probs[idx])
-    sweep, (recommended, debounce) = M.threshold_sweep(
+    episodes = M.episodes_of(rows, labels, probs)
+    sweep, (recommended, rec_debounce) = M.threshold_sweep(
         labels, probs, episodes, DEBOUNCES if debounce is None else debounce
     )
-    threshold = ckpt.threshold
+    # the held-out figures: the settings reward_node takes from the checkpoint as it came (chosen
+    # on other frames: its validation episodes, or an earlier evaluation); the sweep's pair is
+    # chosen on these very frames, so its figures are an optimistic bound, not a measurement
+    served = decision_settings(ckpt, -1.0, -1 if debounce is None else debounce, fusion)
+    tuned_here = _chosen_on(ckpt.recommended, Path(data), split)
+    threshold = served.reward_threshold
     frames = M.binary_metrics(labels, probs, threshold)
-    outcomes = M.episode_outcomes(episodes, recommended, debounce)
-    delays = [o.delay_frames for o in outcomes if o.label == 1 and o.delay_frames is not None]
     out = Path(out) if out else Path(checkpoint) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     report = {
@@ -132,36 +130,20 @@ def evaluate(
         "split": split,
         "samples": len(rows),
         "threshold": threshold,
+        "decision": {
+            "reward_threshold": threshold,
+            "debounce_frames": served.debounce_frames,
+            "source": served.source,
+            "chosen_on_these_frames": tuned_here,
+        },
         "frames": frames,
         "frames_at_recommended": M.binary_metrics(labels, probs, recommended),
         # on the probabilities reward_node publishes: sigmoid(logit / temperature)
         "calibration": {**M.calibration(labels, probs), "temperature": ckpt.temperature},
-        "debounce": debounce,
+        "debounce": rec_debounce,
         "recommended_threshold": recommended,
-        "episodes": {
-            "count": len(outcomes),
-            "success_episodes": sum(o.label == 1 for o in outcomes),
-            "failure_episodes": sum(o.label == 0 for o in outcomes),
-            "false_positive_episodes": sum(o.label == 0 and o.judged_success for o in outcomes),
-            "detected_success_episodes": sum(o.label == 1 and o.judged_success for o in outcomes),
-            "mean_delay_frames": float(np.mean(delays)) if delays else float("nan"),
-            "max_delay_frames": int(max(delays)) if delays else None,
-            "false_positive_episode_names": [
-                o.episode for o in outcomes if o.label == 0 and o.judged_success
-            ],
-            "per_episode": [
-                {
-                    "episode": o.episode,
-                    "label": o.label,
-                    "judged_success": o.judged_success,
-                    "first_true_frame": o.first_true,
-                    "first_detected_frame": o.first_detected,
-                    "delay_frames": o.delay_frames,
-                    "mean_probability": float(np.mean(episodes[o.episode][2])),
-                }
-                for o in outcomes
-            ],
-        },
+        "episodes": episode_report(episodes, threshold, served.debounce_frames, per_episode=True),
+        "episodes_at_recommended": episode_report(episodes, recommended, rec_debounce),
         "sweep": sweep,
         "out": str(out),
     }
@@ -187,6 +169,50 @@ def evaluate(
     return report
 
 
+def episode_report(
+    episodes: dict[str, tuple[int, np.ndarray, np.ndarray]],
+    threshold: float,
+    debounce: int,
+    per_episode: bool = False,
+) -> dict[str, Any]:
+    """Episode figures at one (threshold, debounce): failure episodes judged successful,
+    successes detected and their delay from the first true success frame."""
+    outcomes = M.episode_outcomes(episodes, threshold, debounce)
+    delays = [o.delay_frames for o in outcomes if o.label == 1 and o.delay_frames is not None]
+    out = {
+        "threshold": threshold,
+        "debounce_frames": debounce,
+        "count": len(outcomes),
+        "success_episodes": sum(o.label == 1 for o in outcomes),
+        "failure_episodes": sum(o.label == 0 for o in outcomes),
+        "false_positive_episodes": sum(o.label == 0 and o.judged_success for o in outcomes),
+        "detected_success_episodes": sum(o.label == 1 and o.judged_success for o in outcomes),
+        "mean_delay_frames": float(np.mean(delays)) if delays else float("nan"),
+        "max_delay_frames": int(max(delays)) if delays else None,
+        "false_positive_episode_names": [o.episode for o in outcomes if o.label == 0 and o.judged_success],
+    }
+    if per_episode:
+        out["per_episode"] = [
+            {
+                "episode": o.episode,
+                "label": o.label,
+                "judged_success": o.judged_success,
+                "first_true_frame": o.first_true,
+                "first_detected_frame": o.first_detected,
+                "delay_frames": o.delay_frames,
+                "mean_probability": float(np.mean(episodes[o.episode][2])),
+            }
+            for o in outcomes
+        ]
+    return out
+
+
+def _chosen_on(recommended: dict | None, data: Path, split: str) -> bool:
+    """Whether a stored recommendation was chosen on this dataset split."""
+    where = (recommended or {}).get("chosen_on") or {}
+    return where.get("data") == str(Path(data).resolve()) and where.get("split") == split
+
+
 def _store(ckpt, checkpoint: Path, data: Path, split: str, report: dict) -> str:
     """Write the recommendation into the checkpoint; returns what was done, for the report."""
     if is_training_data(ckpt, data, split):
@@ -194,7 +220,7 @@ def _store(ckpt, checkpoint: Path, data: Path, split: str, report: dict) -> str:
             f"not stored: split {split!r} of {data} holds the checkpoint's training frames; evaluate on "
             "split val or on held-out episodes"
         )
-    e = report["episodes"]
+    e = report["episodes_at_recommended"]
     store_recommendation(
         checkpoint,
         report["recommended_threshold"],
@@ -211,6 +237,7 @@ def _store(ckpt, checkpoint: Path, data: Path, split: str, report: dict) -> str:
             "accuracy": report["frames_at_recommended"]["accuracy"],
             "auroc": report["frames"]["auroc"],
         },
+        chosen_on={"data": str(Path(data).resolve()), "split": split},
     )
     return f"stored in {checkpoint / 'config.json'}"
 

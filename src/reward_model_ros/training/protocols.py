@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from reward_model_ros.core.checkpoint import load_checkpoint
+from reward_model_ros.core.checkpoint import decision_settings, load_checkpoint
 from reward_model_ros.core.overrides import to_plain
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
 from reward_model_ros.training.data import exclude_modes
-from reward_model_ros.training.evaluate import DEBOUNCES, score_rows
+from reward_model_ros.training.evaluate import score_rows
 
 _log = logging.getLogger(__name__)
 REFERENCE = "all_modes"
@@ -63,29 +62,12 @@ def _rows(data_dirs: list[Path]) -> list[dict]:
     return rows
 
 
-def _episodes(rows: list[dict], labels: np.ndarray, probs: np.ndarray) -> dict:
-    idx: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(rows):
-        idx[r["episode"]].append(i)
-    return {ep: (int(rows[ix[0]]["episode_label"]), labels[ix], probs[ix]) for ep, ix in idx.items()}
-
-
-def decision_on_validation(ckpt, val_rows: list[dict]) -> tuple[float, int]:
-    """The (threshold, debounce) `evaluate` would recommend, swept on the model's own
-    validation split: chosen without looking at the held-out mode."""
-    val_rows = sorted(val_rows, key=lambda r: (r["episode"], r["frame"]))
-    probs, _ = score_rows(ckpt, val_rows, Path("/"))
-    labels = np.array([r["label"] for r in val_rows], int)
-    _, best = M.threshold_sweep(labels, probs, _episodes(val_rows, labels, probs), DEBOUNCES)
-    return best
-
-
 def figures(
     rows: list[dict], probs: np.ndarray, threshold: float, debounce: int, delay_bar: int = 5
 ) -> dict[str, Any]:
     """The protocol's figures of one model on `rows` (frame order within episodes)."""
     labels = np.array([r["label"] for r in rows], int)
-    outcomes = M.episode_outcomes(_episodes(rows, labels, probs), threshold, debounce)
+    outcomes = M.episode_outcomes(M.episodes_of(rows, labels, probs), threshold, debounce)
     delays = [o.delay_frames for o in outcomes if o.label == 1 and o.delay_frames is not None]
     fp = [o.episode for o in outcomes if o.label == 0 and o.judged_success]
     successes = sum(o.label == 1 for o in outcomes)
@@ -198,8 +180,8 @@ def leave_one_mode_out(
         )
         train(run_cfg, train_data if len(train_data) > 1 else train_data[0], log=log)
         ckpt = load_checkpoint(run / "best_model")
-        val = [r for r in exclude_modes(trained, excluded) if r["split"] == "val"]
-        threshold, debounce = decision_on_validation(ckpt, val)
+        decided = decision_settings(ckpt)  # train chose them on its validation split (no m there)
+        threshold, debounce = decided.reward_threshold, decided.debounce_frames
         subset = held if mode is None else [held[i] for i in _of_mode(held, mode)]
         probs, invalid = score_rows(ckpt, subset, heldout)
         _write_predictions(run / "heldout_predictions.jsonl", subset, probs, invalid)
@@ -208,7 +190,7 @@ def leave_one_mode_out(
             "exclude_modes": excluded,
             "threshold": threshold,
             "debounce": debounce,
-            "decision": "swept on the model's own validation split",
+            "decision": decided.source,
         }
         if mode is None:
             ref_probs = probs  # the reference model scored every held-out frame

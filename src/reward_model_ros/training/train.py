@@ -8,10 +8,12 @@ checkpoints every `runner.save_interval`, early stopping on validation loss, `be
 by `runner.best_metric`, resume from `last/`. TensorBoard logs under
 `runner.logger.log_path`. Multi-process with torchrun (DDP; gloo on the CPU, nccl on GPUs).
 
-Outputs under `runner.output_dir`: `best_model/` (a checkpoint reward_node loads, with the
-threshold chosen on validation data and the temperature fitted there when it lowers the
-validation ECE: training/temperature.py), `checkpoints/step_NNNNNN/`, `last/` (checkpoint plus
-training_state.safetensors/json for `runner.resume`), `train_config.yaml`, `history.json`.
+Outputs under `runner.output_dir`: `best_model/` (a checkpoint reward_node loads, with int8
+calibration frames, the temperature fitted on validation data when it lowers the validation
+ECE (training/temperature.py), and the threshold and debounce chosen on the validation
+episodes as reward_node will score them (metrics.validation_decision)),
+`checkpoints/step_NNNNNN/`, `last/` (checkpoint plus training_state.safetensors/json for
+`runner.resume`), `train_config.yaml`, `history.json`.
 """
 
 from __future__ import annotations
@@ -309,6 +311,7 @@ class Trainer:
             examples_from(train, self.data_dir, joint), self.model_cfg, augment, d.cache, self.cfg.seed
         )
         va = FrameDataset(examples_from(val, self.data_dir, joint), self.model_cfg, None, d.cache)
+        self.val_rows = sorted(val, key=lambda r: (r["episode"], r["frame"]))
         return tr, va
 
     def _rows(self) -> list[dict]:
@@ -495,8 +498,11 @@ class Trainer:
         if self.main:
             self._save(judged, self.out / "last", val_metrics, state, opt=opt, raw=model if ema else None)
             (self.out / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-            calibration = self._calibrate(val_ds)
+            # in the order reward_node will score: int8 quantizes from the stored frames, the
+            # temperature is fitted on what that model gives, the decision on what it publishes
             self._int8_frames(train_ds)
+            calibration = self._calibrate(val_ds)
+            self._decide()
         if writer:
             writer.close()
         if self.world > 1:
@@ -567,6 +573,46 @@ class Trainer:
             return None
         self.log(describe(cal))
         return cal
+
+    def _decide(self) -> dict[str, Any] | None:
+        """Choose best_model's threshold and debounce on the validation episodes, scored as
+        reward_node will score them (its precision, e.g. int8, and the fitted temperature; the
+        threshold chosen during training was on the training-time model's probabilities), and
+        store them (metrics.validation_decision)."""
+        from reward_model_ros.core.checkpoint import CheckpointError, store_validation_decision
+        from reward_model_ros.training.evaluate import DEBOUNCES, score_rows
+
+        best = self.out / "best_model"
+        rows = getattr(self, "val_rows", [])
+        if not (best / "config.json").is_file() or not rows:
+            return None
+        try:
+            ckpt = load_checkpoint(best, device=self.device)
+            probs, _ = score_rows(ckpt, rows, Path("/"))  # image paths are absolute
+        except CheckpointError as exc:
+            self.log(f"decision on validation skipped, {best} keeps its training threshold: {exc}")
+            return None
+        labels = np.array([r["label"] for r in rows], int)
+        episodes = M.episodes_of(rows, labels, probs)
+        threshold, debounce, why = M.validation_decision(labels, probs, episodes, DEBOUNCES)
+        outcomes = M.episode_outcomes(episodes, threshold, debounce)
+        details = {
+            "frames": len(rows),
+            "episodes": len(episodes),
+            "failure_episodes_judged_successful": sum(o.label == 0 and o.judged_success for o in outcomes),
+            "accuracy": M.binary_metrics(labels, probs, threshold)["accuracy"],
+            "scored_as": ckpt.config.precision,
+            "temperature": ckpt.temperature,
+            "training_threshold": ckpt.threshold,  # on the training-time model, mapped to T
+            "reason": why,
+        }
+        store_validation_decision(best, threshold, debounce, details)
+        self.log(
+            f"decision on {len(episodes)} validation episodes, scored as served ({ckpt.config.precision}, "
+            f"T {ckpt.temperature:.3f}): threshold {threshold:.2f}, debounce {debounce} ({why}); "
+            f"frame accuracy {details['accuracy']:.4f}"
+        )
+        return details
 
     def _int8_frames(self, train_ds: FrameDataset) -> None:
         """Store a few training inputs in best_model for model.precision=int8 (core/quantize.py)."""
