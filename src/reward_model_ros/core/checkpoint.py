@@ -101,7 +101,8 @@ def decision_settings(
     ckpt: Checkpoint, threshold: float = -1.0, debounce: int = -1, fusion: str = ""
 ) -> DecisionSettings:
     """Explicit values (threshold >= 0, debounce >= 1, fusion non-empty) win; the rest come from
-    the checkpoint's `recommended` settings, else its validation threshold, no debounce, mean."""
+    the checkpoint's `recommended` settings, else train's validation threshold and debounce
+    (`validation_decision`; no debounce without it), mean."""
     rec = ckpt.recommended or {}
     parts = []
 

@@ -290,7 +290,7 @@ PARAMETERS = (
         "debounce_frames",
         -1,
         "success only after this many consecutive frames above the threshold (1 = off); -1 = the "
-        "checkpoint's recommended (off without one)",
+        "checkpoint's recommended, else the debounce train chose on validation (off without one)",
         lambda v: None if v == -1 or v >= 1 else "must be -1 (the checkpoint's) or >= 1",
     ),
     # --- frame checks (core/validity.py): an invalid frame gets no success, and a flag
