@@ -308,6 +308,16 @@ def test_metrics_on_hand_made_probabilities():
     # (above the failure frame's 0.8, at most the success frames' 0.95: the middle of 0.85-0.95)
     threshold, debounce, why = M.validation_decision(labels, probs, episodes, [1])
     assert (threshold, debounce) == (pytest.approx(0.9), 1) and "sweep" in why
+    # where the errors lie: at the success boundary, or away from it
+    rows = [{"episode": "a"}] * 6 + [{"episode": "b"}] * 3
+    labels = np.array([0, 0, 0, 1, 1, 0, 0, 0, 0])
+    assert M.frames_from_label_change(rows, labels)[:6].tolist() == [2, 1, 0, 0, 0, 0]
+    assert (M.frames_from_label_change(rows, labels)[6:] > 100).all()  # "b" never changes
+    probs = np.array([0.1, 0.1, 0.9, 0.2, 0.9, 0.1, 0.9, 0.1, 0.1])  # frames 2, 3 and 6 wrong
+    errors = M.near_change_errors(rows, labels, probs, 0.5)
+    assert (errors["errors"], errors["at_a_label_change"], errors["within_2_frames_of_one"]) == (3, 2, 2)
+    assert errors["frames_away_from_changes"] == 3
+    assert errors["accuracy_away_from_changes"] == pytest.approx(2 / 3)
 
 
 def json_lines(path: Path) -> list[dict]:

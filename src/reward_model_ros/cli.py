@@ -277,6 +277,11 @@ def evaluate_command(args) -> int:
         f"FPR {m['false_positive_rate']:.4f}, ECE {report['calibration']['ece']:.4f} at temperature "
         f"{report['calibration']['temperature']:.2f}"
     )
+    fe = report["frame_errors"]
+    print(
+        f"{fe['errors']} frame errors, {fe['at_a_label_change']} of them on either side of a ground-truth "
+        f"label change; accuracy {fe['accuracy_away_from_changes']:.4f} more than 2 frames from one"
+    )
     print(
         f"as reward_node decides with this checkpoint ({d['source']}): "
         f"{e['false_positive_episodes']}/{e['failure_episodes']} failure episode(s) judged successful, "

@@ -397,6 +397,12 @@ def run_demo(cfg: DemoConfig) -> int:
         f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, delay mean "
         f"{e['mean_delay_frames']:.1f} / max {e['max_delay_frames']} frames"
     )
+    fe = report["frame_errors"]
+    print(
+        f"  {fe['errors']} frame errors: {fe['at_a_label_change']} on either side of a ground-truth label "
+        f"change, {fe['within_2_frames_of_one']} within 2 frames of one; accuracy "
+        f"{fe['accuracy_away_from_changes']:.4f} on the {fe['frames_away_from_changes']} frames further away"
+    )
     print(
         f"  recommended on these frames (stored for the replay): reward_threshold "
         f"{report['recommended_threshold']:.2f}, debounce_frames {report['debounce']}: frame accuracy "
@@ -431,6 +437,7 @@ def run_demo(cfg: DemoConfig) -> int:
         "frame_accuracy_at_recommended": at_rec,
         "auroc": f["auroc"],
         "ece": report["calibration"]["ece"],
+        "frame_errors": report["frame_errors"],
         "false_positive_episodes": e["false_positive_episodes"],
         "detected_success_episodes": e["detected_success_episodes"],
         "max_delay_frames": e["max_delay_frames"],

@@ -137,6 +137,7 @@ def evaluate(
             "chosen_on_these_frames": tuned_here,
         },
         "frames": frames,
+        "frame_errors": M.near_change_errors(rows, labels, probs, threshold),
         "frames_at_recommended": M.binary_metrics(labels, probs, recommended),
         # on the probabilities reward_node publishes: sigmoid(logit / temperature)
         "calibration": {**M.calibration(labels, probs), "temperature": ckpt.temperature},

@@ -143,11 +143,49 @@ def episodes_of(
 ) -> dict[str, tuple[int, np.ndarray, np.ndarray]]:
     """Per episode of dataset `rows` (sorted by episode, then frame): (episode label, frame
     labels, frame probabilities), as episode_outcomes takes them."""
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    index = _episode_index(rows)
+    return {ep: (int(rows[ix[0]]["episode_label"]), labels[ix], probs[ix]) for ep, ix in index.items()}
+
+
+def frames_from_label_change(rows: list[dict], labels: np.ndarray) -> np.ndarray:
+    """Per frame of `rows` (sorted by episode, then frame): how many frames it lies from the
+    nearest change of ground-truth label in its episode (0: the last frame before a change or
+    the first after it; a large number in an episode whose label never changes)."""
+    labels = np.asarray(labels)
+    out = np.full(len(rows), 1 << 30, np.int64)
+    for ix in _episode_index(rows).values():
+        ix = np.asarray(ix)
+        lab = labels[ix]
+        changes = np.flatnonzero(lab[1:] != lab[:-1])  # between positions c and c + 1
+        if len(changes):
+            pos = np.arange(len(ix))[:, None]
+            out[ix] = np.minimum(np.abs(pos - changes[None, :]), np.abs(pos - changes[None, :] - 1)).min(1)
+    return out
+
+
+def near_change_errors(rows: list[dict], labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
+    """Where the frame errors at `threshold` lie: at a label change (the frames on either side
+    of the ground-truth success boundary, where one frame moves the object by less than a pixel
+    of the model's input), within 2 frames of one, or further; and the accuracy away from them."""
+    labels = np.asarray(labels)
+    wrong = (np.asarray(probs) >= threshold).astype(int) != labels
+    dist = frames_from_label_change(rows, labels)
+    away = dist > 2
+    return {
+        "errors": int(wrong.sum()),
+        "at_a_label_change": int((wrong & (dist == 0)).sum()),
+        "within_2_frames_of_one": int((wrong & (dist <= 2)).sum()),
+        "frames_away_from_changes": int(away.sum()),
+        "accuracy_away_from_changes": _div(int((~wrong & away).sum()), int(away.sum())),
+    }
+
+
+def _episode_index(rows: list[dict]) -> dict[str, list[int]]:
     idx: dict[str, list[int]] = {}
     for i, r in enumerate(rows):
         idx.setdefault(r["episode"], []).append(i)
-    labels, probs = np.asarray(labels), np.asarray(probs)
-    return {ep: (int(rows[ix[0]]["episode_label"]), labels[ix], probs[ix]) for ep, ix in idx.items()}
+    return idx
 
 
 def episode_outcomes(
