@@ -109,13 +109,13 @@ def shortest_safe_debounce(episodes, threshold: float) -> int:
     return DEBOUNCES[-1] if d is None else d
 
 
-def split_scores(ckpt, data: Path, split: str):
+def split_scores(ckpt, data: Path, split: str, fusion: str = "mean"):
     from reward_model_ros.data.dataset import read_manifest
     from reward_model_ros.training.evaluate import score_rows
 
     rows = [r for r in read_manifest(data) if split == "all" or r["split"] == split]
     rows.sort(key=lambda r: (r["episode"], r["frame"]))
-    probs, _ = score_rows(ckpt, rows, data)  # an invalid frame scores 0, as in reward_node
+    probs, _ = score_rows(ckpt, rows, data, fusion)  # an invalid frame scores 0, as in reward_node
     labels = np.array([r["label"] for r in rows], int)
     from reward_model_ros.training import metrics as M
 
