@@ -2,6 +2,7 @@
 
     python bench/train_throughput.py [--archs resnet10 resnet18] [--device cpu|cuda] [--steps 20]
         [--memory-formats contiguous channels_last] [--variants full frozen_stem compile] [--batch 32]
+        [--optimizers fused foreach]
     python bench/train_throughput.py --data runs/demo/dataset --target 0.97
 
 Part 1: optimizer steps on random 3x128x128 uint8 batches (forward, backward, AdamW) with
@@ -9,7 +10,8 @@ micro-batches of --batch (32), for each arch and precision (fp32, and bf16 autoc
 hardware has it), in each memory format (channels_last: model and batches in NHWC, what
 oneDNN's convolutions prefer), and each variant (--variants: frozen_stem leaves conv1, bn1
 and layer1 without gradients, a measure of what partial fine-tuning would buy; compile runs the
-forward pass through torch.compile); images/s after 3 warm-up steps (compile's build included
+forward pass through torch.compile), and each AdamW implementation (--optimizers: fused, what
+`train` builds, or torch's default foreach); images/s after 3 warm-up steps (compile's build included
 in the warm-up). Part 2 (with --data): a real training run
 with the demo's settings, reporting the wall time until the validation accuracy first
 reaches --target (from the run's history). Prints one JSON object.
@@ -36,10 +38,12 @@ def throughput(
     batch: int,
     fmt: str = "contiguous",
     variant: str = "full",
+    optimizer: str = "fused",
 ) -> tuple[float, float]:
     """(images/s, seconds of the 3 warm-up steps: torch.compile's build falls in them)"""
     from reward_model_ros.core.config import ModelConfig
     from reward_model_ros.core.model import ResNetRewardModel
+    from reward_model_ros.training.train import adamw
 
     torch.manual_seed(0)
     memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
@@ -47,7 +51,10 @@ def throughput(
     model = ResNetRewardModel(ModelConfig(arch=arch, frozen_stages=frozen))
     model = model.to(device, memory_format=memory_format).train()
     forward = torch.compile(model) if variant == "compile" else model
-    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
+    if optimizer == "fused":  # what `train` builds
+        opt = adamw(model.trainable_parameters(), 1e-4, 1e-4, device)
+    else:  # torch's default implementation: per-tensor operations over lists
+        opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4, weight_decay=1e-4, foreach=True)
     x = torch.randint(0, 255, (batch, 3, 128, 128), dtype=torch.uint8, device=device)
     x = x.contiguous(memory_format=memory_format)
     y = torch.randint(0, 2, (batch,), device=device).float()
@@ -129,6 +136,13 @@ def main() -> None:
         help="full: every layer trained, eager; frozen_stem: conv1, bn1 and layer1 get no "
         "gradients (speed only: not a training option); compile: torch.compile (inductor)",
     )
+    parser.add_argument(
+        "--optimizers",
+        nargs="+",
+        default=["fused"],
+        choices=["fused", "foreach"],
+        help="fused: AdamW's fused kernel (what `train` uses); foreach: torch's default AdamW",
+    )
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--target", type=float, default=0.97)
     parser.add_argument("overrides", nargs="*", help="train overrides for --data, key=value")
@@ -138,16 +152,19 @@ def main() -> None:
     bf16 = torch.cuda.is_bf16_supported() if args.device.startswith("cuda") else cpu_has_bf16()
     precisions = ["fp32", "bf16"] if bf16 else ["fp32"]
     rows = []
-    for arch, precision, fmt, variant in itertools.product(
-        args.archs, precisions, args.memory_formats, args.variants
+    for arch, precision, fmt, variant, optimizer in itertools.product(
+        args.archs, precisions, args.memory_formats, args.variants, args.optimizers
     ):
-        ips, warmup = throughput(arch, precision, args.device, args.steps, args.batch, fmt, variant)
+        ips, warmup = throughput(
+            arch, precision, args.device, args.steps, args.batch, fmt, variant, optimizer
+        )
         rows.append(
             {
                 "arch": arch,
                 "precision": precision,
                 "memory_format": fmt,
                 "variant": variant,
+                "optimizer": optimizer,
                 "images_per_s": round(ips, 1),
                 "warmup_s": round(warmup, 1),
             }

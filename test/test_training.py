@@ -24,6 +24,7 @@ from reward_model_ros.training.train import (
     TrainConfig,
     Trainer,
     TrainError,
+    adamw,
     averaged_model,
     ema_decay_at,
     scheduled_lr,
@@ -149,6 +150,24 @@ def test_cosine_learning_rate_schedule():
     )
     assert all(b < a for a, b in itertools.pairwise(lrs))
     assert scheduled_lr(Optim(lr=1e-3, lr_schedule="constant"), 9, 10) == 1e-3
+
+
+def test_the_fused_adamw_train_builds_makes_the_same_updates_as_torchs_default():
+    import torch
+
+    torch.manual_seed(0)
+    params = [torch.randn(64, 32, requires_grad=True), torch.randn(32, requires_grad=True)]
+    twins = [p.detach().clone().requires_grad_(True) for p in params]
+    fused = adamw(params, 1e-2, 1e-4, "cpu")
+    default = torch.optim.AdamW(twins, lr=1e-2, weight_decay=1e-4, foreach=True)
+    assert fused.defaults["fused"] is True  # the fast path, not the per-tensor loop
+    for step in range(5):
+        for ps, opt in ((params, fused), (twins, default)):
+            opt.zero_grad()
+            ((ps[0] @ ps[1]).sin().sum() * (step + 1)).backward()
+            opt.step()
+    for a, b in zip(params, twins, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_horizontal_flip_mirrors_every_view_of_an_example_alike_and_off_changes_nothing():
