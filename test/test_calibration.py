@@ -100,6 +100,18 @@ def test_the_temperature_is_stored_and_loaded_and_thresholds_keep_their_decision
     assert again.temperature == 4.0
     assert np.array_equal(before, sigmoid(z / 4.0) >= again.recommended["reward_threshold"])
     assert rescale_threshold(0.7, 1.0, 1.0) == 0.7 and rescale_threshold(1.0, 1.0, 3.0) == 1.0
+    # so are train's validation failure bounds, stored with the temperature they were taken at
+    from reward_model_ros.core.checkpoint import store_validation_decision, validation_failure_bounds
+
+    store_validation_decision(
+        path,
+        again.threshold,
+        2,
+        {"failure_bounds": {"temperature": 2.0, "by_debounce": {"1": 0.8, "2": 0.0}}},
+    )
+    bounds = validation_failure_bounds(load_checkpoint(path))
+    assert bounds[1] == pytest.approx(rescale_threshold(0.8, 2.0, 4.0)) != 0.8 and bounds[2] == 0.0
+    assert np.array_equal(sigmoid(z / 2.0) > 0.8, sigmoid(z / 4.0) > bounds[1])
     # a fit that was not applied scales nothing
     store_calibration(path, calibration(1.0, applied=False))
     assert load_checkpoint(path).temperature == 1.0

@@ -84,6 +84,12 @@ def test_a_tiny_run_learns_a_separable_set_and_saves_a_loadable_checkpoint(datas
     episodes = M.episodes_of(val_rows, labels, probs)
     assert (best.threshold, best.debounce) == M.validation_decision(labels, probs, episodes, DEBOUNCES)[:2]
     assert decided["episodes"] == len(episodes) == 4 and decided["failure_episodes_judged_successful"] == 0
+    # and what keeps evaluate's later recommendations safe on these failure episodes
+    bounds = M.failure_run_bounds(episodes, DEBOUNCES)
+    assert decided["failure_bounds"] == {
+        "temperature": best.temperature,
+        "by_debounce": {str(d): pytest.approx(p) for d, p in bounds.items()},
+    }
 
 
 def test_early_stopping_best_model_and_save_interval(dataset, tmp_path):
@@ -275,6 +281,24 @@ def test_weight_averaging_is_what_validation_scores_best_model_holds_and_resume_
         train(config(tmp_path / "f", "runner.ema_decay=1.0"), dataset)
 
 
+def test_failure_run_bounds_say_where_a_failure_episode_is_judged_successful():
+    from reward_model_ros.training.evaluate import DEBOUNCES
+
+    episodes = {
+        "f": (0, np.zeros(5), np.array([0.1, 0.9, 0.95, 0.2, 0.8])),
+        "short": (0, np.zeros(2), np.array([0.3, 0.3])),
+        "s": (1, np.ones(5), np.ones(5)),  # successes do not count
+    }
+    bounds = M.failure_run_bounds(episodes, DEBOUNCES)
+    assert bounds[1] == 0.95 and bounds[2] == 0.9 and bounds[3] == 0.2 and bounds[6] == 0.0
+    for d in DEBOUNCES:  # the bound is exactly where the debounced decision flips
+        for t, fooled in ((bounds[d], True), (bounds[d] + 1e-6, False)):
+            if t <= 0.0:
+                continue
+            outcomes = M.episode_outcomes(episodes, t, d)
+            assert any(o.label == 0 and o.judged_success for o in outcomes) == fooled, (d, t)
+
+
 def test_metrics_on_hand_made_probabilities():
     y = np.array([0, 0, 1, 1])
     p = np.array([0.1, 0.4, 0.35, 0.8])
@@ -385,6 +409,24 @@ def test_evaluate_and_predict_commands(dataset, tmp_path):
         0.23,
     )
     assert served["episodes_at_recommended"]["threshold"] == served["recommended_threshold"] != 0.23
+    assert served["recommendation_also_safe_on"].startswith("nothing else")  # no bounds stored there
+    # validation failure episodes the evaluated set lacks (a cube that slid through the goal): the
+    # recommendation must not be fooled by them either. Here they fool debounces 1 and 2 at any
+    # threshold, while this separable set alone would recommend debounce 1
+    assert (
+        report["debounce"] == 1 and report["recommendation_also_safe_on"] == "train's 4 validation episodes"
+    )
+    fooled = shutil.copytree(other, tmp_path / "fooled")
+    by_debounce = {"1": 0.999, "2": 0.999, **{str(d): 0.0 for d in range(3, 9)}}
+    store_validation_decision(
+        fooled,
+        0.23,
+        2,
+        {"failure_bounds": {"temperature": came_with.temperature, "by_debounce": by_debounce}},
+    )
+    safe = evaluate(fooled, dataset, out=tmp_path / "ev_fooled", store=False)
+    assert safe["debounce"] == 3 and safe["episodes_at_recommended"]["detected_success_episodes"] > 0
+    assert all(r["safe_on_other_failures"] == (r["debounce"] >= 3) for r in safe["sweep"])
     rec = report["episodes_at_recommended"]
     assert (rec["threshold"], rec["debounce_frames"]) == (report["recommended_threshold"], report["debounce"])
     assert came_with.recommended["chosen_on"]["split"] == "val"

@@ -291,7 +291,7 @@ def evaluate_command(args) -> int:
     )
     print(
         f"recommended on these frames: reward_threshold {report['recommended_threshold']:.2f}, "
-        f"debounce_frames {report['debounce']}: "
+        f"debounce_frames {report['debounce']} (also safe on {report['recommendation_also_safe_on']}): "
         f"{r['false_positive_episodes']} failure episode(s) judged successful, "
         f"{r['detected_success_episodes']}/{r['success_episodes']} successes detected, mean delay "
         f"{r['mean_delay_frames']:.1f} frames; report in {report['out']}"

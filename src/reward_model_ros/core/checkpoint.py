@@ -4,7 +4,8 @@ config.json:
     {"format_version": 1, "model": {ModelConfig}, "threshold": 0.5,
      "training": {...free-form metadata: data, epochs, metrics...},
      "validation_decision": {"debounce_frames": 4, "frames": .., "episodes": .., "scored_as": "int8",
-                             "reason": "..."},   (written by `reward-model train`)
+                             "reason": "...", "failure_bounds": {"temperature": .., "by_debounce":
+                             {"1": 0.99, ..}}},   (written by `reward-model train`)
      "recommended": {"reward_threshold": 0.35, "debounce_frames": 4, "camera_fusion": "mean",
                      "source": "...", "figures": {...}},   (written by `reward-model evaluate`)
      "calibration": {"temperature": 1.4, "applied": true, "ece_before": .., "ece_after": ..,
@@ -16,7 +17,8 @@ config.json:
 `threshold` and `validation_decision.debounce_frames` are chosen by `train` on its validation
 episodes, scored as reward_node scores them (served precision, fitted temperature):
 metrics.validation_decision. `recommended` holds the decision settings `evaluate` chose on
-other held-out episodes (no failure episode judged successful). Whoever scores frames with the
+other held-out episodes (no failure episode judged successful there, nor among the validation
+episodes: `failure_bounds`, see validation_failure_bounds). Whoever scores frames with the
 checkpoint takes its decision settings from `decision_settings()`: explicit values first, then
 `recommended`, then `threshold` and `validation_decision`.
 
@@ -76,6 +78,8 @@ class Checkpoint:
     """the temperature fit (see module docstring), or None (uncalibrated: T = 1)"""
     debounce: int = 1
     """the debounce `train` chose with `threshold` on validation episodes (1: none stored)"""
+    validation_decision: dict[str, Any] | None = None
+    """config.json `validation_decision` as `train` wrote it (None: older checkpoints)"""
 
     @property
     def temperature(self) -> float:
@@ -198,6 +202,20 @@ def applied_temperature(calibration: dict[str, Any] | None) -> float:
     if not calibration or not calibration.get("applied"):
         return 1.0
     return float(calibration["temperature"])
+
+
+def validation_failure_bounds(ckpt: Checkpoint) -> dict[int, float] | None:
+    """Per debounce, the probability above which a threshold judges none of train's validation
+    failure episodes successful (metrics.failure_run_bounds, stored by `train` with the
+    temperature it was computed at), at the checkpoint's current temperature; None for a
+    checkpoint without them (trained before they were stored)."""
+    stored = (ckpt.validation_decision or {}).get("failure_bounds")
+    if not isinstance(stored, dict) or not isinstance(stored.get("by_debounce"), dict):
+        return None
+    was = float(stored.get("temperature", 1.0))
+    return {
+        int(d): rescale_threshold(float(p), was, ckpt.temperature) for d, p in stored["by_debounce"].items()
+    }
 
 
 def rescale_threshold(threshold: float, old_temperature: float, new_temperature: float) -> float:
@@ -416,6 +434,7 @@ def load_checkpoint(
         _check_recommended(meta.get("recommended"), directory / CONFIG),
         calibration,
         decided.get("debounce_frames", 1),
+        decided or None,
     )
 
 

@@ -26,6 +26,7 @@ from reward_model_ros.core.checkpoint import (
     decision_settings,
     load_checkpoint,
     store_recommendation,
+    validation_failure_bounds,
 )
 from reward_model_ros.core.debug import debug_writer
 from reward_model_ros.core.reward import Debouncer, decide, fuse
@@ -110,8 +111,12 @@ def evaluate(
     probs, invalid = score_rows(ckpt, rows, Path(data), fusion)
     labels = np.array([r["label"] for r in rows], int)
     episodes = M.episodes_of(rows, labels, probs)
+    # the recommendation must also judge none of train's validation failure episodes successful:
+    # a held-out set without, say, a cube sliding through the goal would otherwise recommend a
+    # debounce that validation showed to be fooled (bench/transits.py, docs/benchmarks.md)
+    bounds = validation_failure_bounds(ckpt)
     sweep, (recommended, rec_debounce) = M.threshold_sweep(
-        labels, probs, episodes, DEBOUNCES if debounce is None else debounce
+        labels, probs, episodes, DEBOUNCES if debounce is None else debounce, safe_above=bounds
     )
     # the held-out figures: the settings reward_node takes from the checkpoint as it came (chosen
     # on other frames: its validation episodes, or an earlier evaluation); the sweep's pair is
@@ -143,6 +148,11 @@ def evaluate(
         "calibration": {**M.calibration(labels, probs), "temperature": ckpt.temperature},
         "debounce": rec_debounce,
         "recommended_threshold": recommended,
+        "recommendation_also_safe_on": (
+            f"train's {ckpt.validation_decision.get('episodes', '?')} validation episodes"
+            if bounds is not None
+            else "nothing else (the checkpoint stores no validation failure bounds: retrain to add them)"
+        ),
         "episodes": episode_report(episodes, threshold, served.debounce_frames, per_episode=True),
         "episodes_at_recommended": episode_report(episodes, recommended, rec_debounce),
         "sweep": sweep,
@@ -237,6 +247,7 @@ def _store(ckpt, checkpoint: Path, data: Path, split: str, report: dict) -> str:
             "mean_delay_frames": e["mean_delay_frames"],
             "accuracy": report["frames_at_recommended"]["accuracy"],
             "auroc": report["frames"]["auroc"],
+            "also_safe_on": report["recommendation_also_safe_on"],
         },
         chosen_on={"data": str(Path(data).resolve()), "split": split},
     )

@@ -212,12 +212,16 @@ def threshold_sweep(
     episodes: dict[str, tuple[int, np.ndarray, np.ndarray]],
     debounce: int | list[int],
     thresholds: np.ndarray | None = None,
+    safe_above: dict[int, float] | None = None,
 ) -> tuple[list[dict], tuple[float, int]]:
     """Frame and episode figures per (threshold, debounce), and the recommended pair: among
     the pairs that judge no failure episode successful, those that detect the most
     successful episodes with the shortest debounce (less delay); of their thresholds the
     middle one (the widest margin on both sides); without such a pair, the best frame
-    accuracy."""
+    accuracy. `safe_above` (debounce -> probability, failure_run_bounds of other failure
+    episodes, e.g. the checkpoint's validation episodes): a pair counts as safe only where its
+    threshold also lies above that bound, so that the recommendation judges no failure episode
+    of either set successful."""
     thresholds = np.round(np.arange(0.05, 0.96, 0.05), 2) if thresholds is None else thresholds
     debounces = [debounce] if isinstance(debounce, int) else list(debounce)
     rows = []
@@ -236,7 +240,9 @@ def threshold_sweep(
                     "mean_delay_frames": float(np.mean(delays)) if delays else float("nan"),
                 }
             )
-    safe = [r for r in rows if r["false_positive_episodes"] == 0]
+            if safe_above is not None:
+                rows[-1]["safe_on_other_failures"] = bool(t > safe_above.get(int(d), 1.0))
+    safe = [r for r in rows if r["false_positive_episodes"] == 0 and r.get("safe_on_other_failures", True)]
     if safe:
         # the most successes detected, with the shortest debounce that does it; then, of the
         # thresholds that keep both, the middle one: the widest margin to the thresholds where
@@ -252,6 +258,25 @@ def threshold_sweep(
     else:
         best = max(rows, key=lambda r: (r["accuracy"], -r["debounce"], -r["threshold"]))
     return rows, (best["threshold"], best["debounce"])
+
+
+def failure_run_bounds(
+    episodes: dict[str, tuple[int, np.ndarray, np.ndarray]], debounces: list[int]
+) -> dict[int, float]:
+    """Per debounce d: the highest probability that some failure episode holds for d
+    consecutive frames (the best window's lowest frame; 0 when no failure episode has d
+    frames). The debounced decision judges none of these episodes successful at (threshold, d)
+    exactly when the threshold lies above it (decisions are probability >= threshold)."""
+    out = {}
+    for d in debounces:
+        bound = 0.0
+        for label, _frames, probs in episodes.values():
+            p = np.asarray(probs, float)
+            if label == 0 and len(p) >= d:
+                windows = np.lib.stride_tricks.sliding_window_view(p, d)
+                bound = max(bound, float(windows.min(axis=1).max()))
+        out[int(d)] = bound
+    return out
 
 
 def best_accuracy_threshold(labels: np.ndarray, probs: np.ndarray) -> float:

@@ -613,6 +613,11 @@ class Trainer:
             "temperature": ckpt.temperature,
             "training_threshold": ckpt.threshold,  # on the training-time model, mapped to T
             "reason": why,
+            # what keeps `evaluate`'s later recommendations safe on these failure episodes too
+            "failure_bounds": {
+                "temperature": ckpt.temperature,
+                "by_debounce": {str(d): p for d, p in M.failure_run_bounds(episodes, DEBOUNCES).items()},
+            },
         }
         store_validation_decision(best, threshold, debounce, details)
         self.log(

@@ -1,0 +1,213 @@
+"""Does the learned reward call a cube that slides through the goal a success? The exploit a
+pushing policy finds first, measured on scripted episodes nobody trained on.
+
+    python bench/transits.py --checkpoint runs/demo/train/best_model [--episodes 30]
+        [--modes success push_past] [--first-seed 300000] [--params config/sim_pushcube.yaml]
+        [--out runs/transits.json]
+
+Runs scripted episodes of each mode in ManiSkill, without ROS, with the sensor camera of the
+bridge's parameter file (--params: task, camera pose, size and field of view, episode length),
+and classifies each by the simulator's own per-step success flag (what the bridge publishes as
+SuccessLabel):
+- success: the episode ends with the cube in the goal;
+- transit: the flag was on for some steps but the episode ends a failure: the cube crossed
+  the goal (or the rim) and left it. The dataset labels every frame of a failed episode a
+  failure, so these are failures the classifier must not call successes, yet single frames of
+  them look like success;
+- miss: a failure whose flag was never on.
+Every frame (the reset frame included, as the bridge publishes it) is scored by reward_node's
+pipeline (`core.pipeline.build_pipeline`: the checkpoint's precision, crops, frame checks and
+camera fusion) and judged with reward_node's debounce. Prints, at the settings the node would
+serve (`decision_settings`: a stored recommendation, else train's validation decision) and at
+train's validation decision, how many transits are judged successful, how many successes are
+detected and their largest delay; then, at the served threshold, the same for every debounce
+of 1-8 frames, and how long the transits were. Deterministic per seed; the seeds (from
+--first-seed) lie outside the demo's training (0-99) and held-out (100000+) seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from reward_model_ros.training.evaluate import DEBOUNCES
+
+
+def bridge_params(path: Path) -> dict:
+    """The maniskill_bridge section of a ROS parameter file."""
+    doc = yaml.safe_load(path.read_text())
+    for key, section in doc.items():
+        if key.endswith("maniskill_bridge"):
+            return section["ros__parameters"]
+    raise SystemExit(f"{path}: no maniskill_bridge section")
+
+
+def rim_cm(state: np.ndarray) -> float:
+    """PushCube: how far the cube's centre lies outside the goal's rim, cm (negative: inside)."""
+    from reward_model_sim.push import GOAL_RADIUS, positions
+
+    _tcp, goal, cube = positions(state)
+    return round(100 * (float(np.linalg.norm(cube[:2] - goal[:2])) - GOAL_RADIUS), 2)
+
+
+def run_episodes(params: dict, modes: list[str], episodes: int, first_seed: int) -> list[dict]:
+    """Per episode: mode, seed, the frames of every camera (reset frame first) and the
+    simulator's success flag per frame."""
+    from reward_model_sim.env import ManiSkillEnv, SimConfig
+    from reward_model_sim.scripted import control_mode, run_episode
+
+    task = params["task"]
+    cfg = SimConfig(
+        task=task,
+        camera_width=int(params.get("camera_width", 128)),
+        camera_height=int(params.get("camera_height", 128)),
+        camera_pose=list(params.get("camera_pose", [])),
+        camera_fov=float(params.get("camera_fov", 0.0)),
+        side_camera_pose=list(params.get("side_camera_pose", [])),
+        side_camera_fov=float(params.get("side_camera_fov", 0.0)),
+        max_episode_steps=int(params.get("max_episode_steps", 100)),
+        show_goal=bool(params.get("show_goal", True)),
+        control_mode=control_mode(task),
+    )
+    env = ManiSkillEnv(cfg)
+    hold = int(params.get("success_hold_steps", 20))
+    out = []
+    try:
+        for mode in modes:
+            for seed in range(first_seed, first_seed + episodes):
+                frames: list[dict[str, np.ndarray]] = []
+                flags: list[bool] = []
+                last: dict = {}
+
+                def on_reset(obs, info, frames=frames, flags=flags):
+                    o = env.after_reset(obs, info)
+                    env.step_count = 0
+                    frames.append(o.frames)
+                    flags.append(o.success)
+
+                def on_step(obs, info, _action, frames=frames, flags=flags, last=last):
+                    env.step_count += 1
+                    o = env.observe(obs, info)
+                    frames.append(o.frames)
+                    flags.append(o.success)
+                    last["state"] = o.state
+
+                final = run_episode(env.env, task, mode, seed, on_step, hold, on_reset)
+                kind = "success" if final else ("transit" if any(flags) else "miss")
+                run = {"mode": mode, "seed": seed, "kind": kind, "frames": frames, "flags": flags}
+                if task == "PushCube-v1" and last.get("state") is not None:
+                    run["rest_cm_outside_rim"] = rim_cm(last["state"])
+                out.append(run)
+    finally:
+        env.close()
+    return out
+
+
+def score(ckpt, runs: list[dict]) -> list[np.ndarray]:
+    """Fused probability per frame of every episode, through reward_node's pipeline."""
+    from reward_model_ros.core.pipeline import FrameSet, build_pipeline
+
+    sim_cameras = list(runs[0]["frames"][0])
+    names = list(ckpt.config.camera_names) if len(ckpt.config.camera_names) == len(sim_cameras) else []
+    pipeline, _settings, served = build_pipeline(ckpt, sim_cameras, names)
+    pipeline.scorer.warm_up()
+    out = []
+    for run in runs:
+        sets = [FrameSet([f[c] for c in sim_cameras], served) for f in run["frames"]]
+        out.append(np.array([s.probability if s.valid else 0.0 for s in pipeline.score(sets)]))
+    return out
+
+
+def judge(runs: list[dict], probs: list[np.ndarray], threshold: float, debounce: int) -> dict:
+    from reward_model_ros.core.reward import first_success
+
+    fooled, detected, delays = [], 0, []
+    for run, p in zip(runs, probs, strict=True):
+        hit = first_success(p, threshold, debounce)
+        if run["kind"] == "transit" and hit is not None:
+            rest = run.get("rest_cm_outside_rim")
+            fooled.append(
+                f"{run['mode']}:{run['seed']}" + ("" if rest is None else f" (rests {rest} cm outside)")
+            )
+        if run["kind"] == "success" and hit is not None:
+            detected += 1
+            delays.append(hit - run["flags"].index(True))
+    count = {k: sum(r["kind"] == k for r in runs) for k in ("success", "transit", "miss")}
+    misses_fooled = sum(
+        r["kind"] == "miss" and first_success(p, threshold, debounce) is not None
+        for r, p in zip(runs, probs, strict=True)
+    )
+    return {
+        "threshold": threshold,
+        "debounce": debounce,
+        "transits": count["transit"],
+        "transits_judged_successful": len(fooled),
+        "fooled_by": fooled,
+        "misses": count["miss"],
+        "misses_judged_successful": int(misses_fooled),
+        "successes": count["success"],
+        "successes_detected": detected,
+        "max_delay_frames": max(delays) if delays else None,
+        "within_5_frames": sum(d <= 5 for d in delays),
+    }
+
+
+def longest_run(p: np.ndarray, threshold: float) -> int:
+    best = run = 0
+    for above in p >= threshold:
+        run = run + 1 if above else 0
+        best = max(best, run)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, required=True)
+    ap.add_argument("--params", type=Path, default=Path("config/sim_pushcube.yaml"))
+    ap.add_argument("--modes", nargs="+", default=["success", "push_past"])
+    ap.add_argument("--episodes", type=int, default=30, help="per mode")
+    ap.add_argument("--first-seed", type=int, default=300000)
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+
+    from reward_model_ros.core.checkpoint import decision_settings, load_checkpoint
+
+    ckpt = load_checkpoint(args.checkpoint)  # fails now, not after the episodes
+    t0 = time.perf_counter()
+    runs = run_episodes(bridge_params(args.params), args.modes, args.episodes, args.first_seed)
+    sim_s = time.perf_counter() - t0
+    probs = score(ckpt, runs)
+    served = decision_settings(ckpt)
+    settings = {
+        "served": (served.reward_threshold, served.debounce_frames, served.source),
+        "validation": (ckpt.threshold, max(1, ckpt.debounce), "train's validation decision"),
+    }
+    report: dict = {"checkpoint": str(args.checkpoint), "modes": args.modes, "simulation_s": round(sim_s, 1)}
+    for name, (t, d, why) in settings.items():
+        report[name] = {**judge(runs, probs, float(t), int(d)), "source": why}
+    t = float(settings["served"][0])
+    report["per_debounce_at_served_threshold"] = [judge(runs, probs, t, d) for d in DEBOUNCES]
+    transits = [(r, p) for r, p in zip(runs, probs, strict=True) if r["kind"] == "transit"]
+    report["transit_frames_in_goal"] = sorted(sum(r["flags"]) for r, _ in transits)
+    report["transit_longest_run_above_threshold"] = sorted(longest_run(p, t) for _, p in transits)
+    print(json.dumps({k: v for k, v in report.items() if k != "per_debounce_at_served_threshold"}, indent=1))
+    print("\n| debounce | transits judged successful | successes detected | within 5 frames | max delay |")
+    print("|---|---|---|---|---|")
+    for r in report["per_debounce_at_served_threshold"]:
+        print(
+            f"| {r['debounce']} | {r['transits_judged_successful']} / {r['transits']} | "
+            f"{r['successes_detected']} / {r['successes']} | {r['within_5_frames']} | "
+            f"{r['max_delay_frames']} |"
+        )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
