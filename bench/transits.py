@@ -3,7 +3,7 @@ pushing policy finds first, measured on scripted episodes nobody trained on.
 
     python bench/transits.py --checkpoint runs/demo/train/best_model [--episodes 30]
         [--modes success push_past] [--first-seed 300000] [--params config/sim_pushcube.yaml]
-        [--out runs/transits.json]
+        [--out runs/transits.json] [--grid 0.05 0.1 0.3 0.5 0.7 0.9]
 
 Runs scripted episodes of each mode in ManiSkill, without ROS, with the sensor camera of the
 bridge's parameter file (--params: task, camera pose, size and field of view, episode length),
@@ -21,8 +21,12 @@ camera fusion) and judged with reward_node's debounce. Prints, at the settings t
 serve (`decision_settings`: a stored recommendation, else train's validation decision) and at
 train's validation decision, how many transits are judged successful, how many successes are
 detected and their largest delay; then, at the served threshold, the same for every debounce
-of 1-8 frames, and how long the transits were. Deterministic per seed; the seeds (from
---first-seed) lie outside the demo's training (0-99) and held-out (100000+) seeds.
+of 1-8 frames (and at every --grid threshold), and how long the transits were. The same
+arguments give the same episodes (a fresh simulator runs them in the same order; the same seed
+run after other episodes can end elsewhere: push_past seed 300003 left its cube 3 cm outside
+the rim when run first or after the success episodes, 30 cm after push_past 300000-300002).
+The seeds (from --first-seed) lie outside the demo's training (0+), held-out (100000+) and
+replay (200000+) seeds.
 """
 
 from __future__ import annotations
@@ -173,6 +177,13 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=30, help="per mode")
     ap.add_argument("--first-seed", type=int, default=300000)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--grid",
+        type=float,
+        nargs="*",
+        default=None,
+        help="also judge every debounce at these thresholds (e.g. 0.05 0.1 0.3 0.5 0.7 0.9)",
+    )
     args = ap.parse_args()
 
     from reward_model_ros.core.checkpoint import decision_settings, load_checkpoint
@@ -204,6 +215,15 @@ def main() -> None:
             f"{r['successes_detected']} / {r['successes']} | {r['within_5_frames']} | "
             f"{r['max_delay_frames']} |"
         )
+    if args.grid:
+        report["grid"] = [judge(runs, probs, float(g), d) for g in args.grid for d in DEBOUNCES]
+        print("\n| threshold | debounce | passes judged successful | successes detected | max delay |")
+        print("|---|---|---|---|---|")
+        for r in report["grid"]:
+            print(
+                f"| {r['threshold']:.2f} | {r['debounce']} | {r['transits_judged_successful']} | "
+                f"{r['successes_detected']} / {r['successes']} | {r['max_delay_frames']} |"
+            )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1) + "\n")
