@@ -53,6 +53,7 @@ def episode_bag(
     labels=True,
     info=True,
     actions=None,
+    mode="m",
 ) -> Path:
     """A bag as the recorder writes it: frames, per-frame SuccessLabels, episode.json."""
     w = EpisodeBagWriter(path, TypeRegistry(), storage)
@@ -73,7 +74,7 @@ def episode_bag(
             w.write("/action", ns(t), stamped(a, t))
     end = t0 + (frames - 1) * PERIOD
     w.close(
-        {"label": label, "start_stamp_ns": ns(t0), "end_stamp_ns": ns(end), "seed": 3, "mode": "m"}
+        {"label": label, "start_stamp_ns": ns(t0), "end_stamp_ns": ns(end), "seed": 3, "mode": mode}
         if info
         else None
     )
@@ -101,6 +102,7 @@ def test_episode_bags_give_per_frame_labels(tmp_path):
     assert summary["splits"]["train"] == {
         "episodes_success": 1,
         "episodes_failure": 1,
+        "episodes_transient": 1,  # the failure's labels say success from frame 10
         "frames_positive": 8,
         "frames_negative": 47,
     }
@@ -130,6 +132,26 @@ def test_split_is_by_episode_and_ratio_samples_the_surplus(tmp_path):
     # deterministic with the seed
     _, rows2 = build(tmp_path, [bags], val_fraction=0.2, fail_success_ratio=2.0, seed=1)
     assert rows2 == rows
+
+
+def test_validation_holds_each_kind_of_failure_passes_included(tmp_path):
+    # 6 failures of mode a, 4 passes of mode b (ground-truth success on at frames 3-4, then
+    # lost): a 20% validation split must hold one of each at every seed. A plain random draw
+    # of 2 of 10 takes both from one kind in 21 of 45 draws
+    bags = tmp_path / "episodes"
+    for i in range(10):
+        mode, success_from = ("a", None) if i < 6 else ("b", 3)
+        episode_bag(bags / "failure" / f"episode_{i:06d}", "failure", 6, success_from, T0 + 10 * i, mode=mode)
+    for i in range(10, 15):
+        episode_bag(bags / "success" / f"episode_{i:06d}", "success", 6, 3, T0 + 10 * i, mode="success")
+    for seed in range(8):
+        summary, rows = build(tmp_path, [bags], val_fraction=0.2, seed=seed)
+        val = {(r["episode"], r["mode"], r["transient"]) for r in rows if r["split"] == "val"}
+        assert sorted((m, t) for _e, m, t in val) == [("a", False), ("b", True), ("success", False)], seed
+        assert summary["splits"]["val"]["episodes_transient"] == 1
+        assert summary["splits"]["train"]["episodes_transient"] == 3
+    # a pass is a failure whose success flag was on: frames stay labelled failure
+    assert all(r["label"] == 0 for r in rows if r["transient"])
 
 
 def test_multi_camera_frames_stay_together_and_sampling_per_episode(tmp_path):

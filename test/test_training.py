@@ -538,3 +538,24 @@ def test_training_on_several_datasets_adds_the_second_ones_frames(tmp_path):
     trainer.fit()
     meta = json.loads((tmp_path / "out" / "best_model" / "config.json").read_text())
     assert meta["training"]["data"] == [str(a.resolve()), str(b.resolve())]
+
+
+def test_episode_report_names_the_modes_and_passes_judged_successful():
+    from reward_model_ros.training.evaluate import episode_report
+
+    low, burst = np.full(10, 0.1), np.r_[np.full(4, 0.1), np.full(3, 0.9), np.full(3, 0.1)]
+    episodes = {
+        "pass": (0, np.zeros(10, int), burst),  # success seen for 3 frames, then lost
+        "short": (0, np.zeros(10, int), low),
+        "ok": (1, np.r_[np.zeros(5, int), np.ones(5, int)], np.r_[np.full(5, 0.1), np.full(5, 0.9)]),
+    }
+    kinds = {"pass": ("push_past", True), "short": ("push_short", False), "ok": ("success", False)}
+    fooled = episode_report(episodes, 0.5, 1, True, kinds)
+    assert fooled["failure_modes"] == {
+        "push_past": {"episodes": 1, "judged_successful": 1},
+        "push_short": {"episodes": 1, "judged_successful": 0},
+    }
+    assert (fooled["transient_failure_episodes"], fooled["transient_judged_successful"]) == (1, 1)
+    assert fooled["per_episode"][0]["transient"] is True
+    safe = episode_report(episodes, 0.5, 4, kinds=kinds)
+    assert safe["transient_judged_successful"] == 0 and safe["detected_success_episodes"] == 1

@@ -360,7 +360,8 @@ def run_demo(cfg: DemoConfig) -> int:
         print(
             f"  {name}: {s['samples']} samples; train {c['train']['frames_positive']} success / "
             f"{c['train']['frames_negative']} failure frames, val {c['val']['frames_positive']} / "
-            f"{c['val']['frames_negative']}"
+            f"{c['val']['frames_negative']}; failure episodes that were passes (train/val): "
+            f"{c['train']['episodes_transient']}/{c['val']['episodes_transient']}"
         )
     timings["process_s"] = time.monotonic() - t
 
@@ -393,7 +394,8 @@ def run_demo(cfg: DemoConfig) -> int:
         f"  at the checkpoint's validation settings (threshold {report['threshold']:.2f}, debounce "
         f"{e['debounce_frames']}): frame accuracy {f['accuracy']:.4f}, AUROC {f['auroc']:.4f}, "
         f"ECE {report['calibration']['ece']:.4f}; "
-        f"{e['false_positive_episodes']}/{e['failure_episodes']} failure episodes judged successful, "
+        f"{e['false_positive_episodes']}/{e['failure_episodes']} failure episodes judged successful "
+        f"({e['transient_judged_successful']}/{e['transient_failure_episodes']} passes), "
         f"{e['detected_success_episodes']}/{e['success_episodes']} successes detected, delay mean "
         f"{e['mean_delay_frames']:.1f} / max {e['max_delay_frames']} frames"
     )

@@ -7,7 +7,9 @@ is positive when the latest SuccessLabel at or before its stamp says success (or
 SuccessLabels, when it is among the episode's last `success_tail_frames`); every frame of a
 failed episode is negative. Cameras are grouped by stamp into one sample. Episodes, not
 frames, are split into train and validation: consecutive frames are near-identical and must
-not sit on both sides.
+not sit on both sides. The split is stratified by scripted mode and, for failed episodes, by
+whether the ground-truth success flag was on at some frame (`transient`: a pass through the
+goal), so that validation, where `train` chooses its decision settings, holds each kind.
 
 Three passes over each bag keep memory flat: labels, events and actions first; then the
 image stamps (read from the serialized header, nothing decoded); then only the frames that
@@ -15,7 +17,8 @@ were chosen are decoded and written. Every MCAP chunk's CRC is checked (once per
 damaged chunk is left out, named in the log, and counted in the summary (`damaged_bags`).
 
 Output (`--out DIR`): `images/<episode>/<frame>_<camera>.png|jpg`, `manifest.jsonl` (one
-sample per line: episode, frame, stamp_ns, label, split, images {camera: path}),
+sample per line: episode, frame, stamp_ns, label, episode_label, split, images {camera: path},
+seed, mode, transient),
 `summary.json` (counts per class and split, skipped bags with the reason, the config).
 """
 
@@ -105,6 +108,9 @@ class Episode:
     """(reference stamp, {topic: stamp}) per sample"""
     labels: list[int] = field(default_factory=list)
     split: str = "train"
+    transient: bool = False
+    """a failure episode whose ground-truth success flag was on at some frame (a cube pushed
+    through the goal, an object lifted to it and dropped): the hardest negatives for one frame"""
 
 
 class Skip(Exception):
@@ -240,16 +246,42 @@ def _drop_idle(ep: Episode, first: dict[str, list], cfg: DataConfig) -> int:
     return dropped
 
 
+def _success_seen(first: dict[str, list], start_ns: int, end_ns: int) -> bool:
+    """Whether a SuccessLabel between the stamps says success."""
+    labels, stamps = first["labels"], first["label_stamps"]
+    lo, hi = bisect_right(stamps, start_ns - 1), bisect_right(stamps, end_ns)
+    return any(ok for _t, ok in labels[lo:hi])
+
+
+def _stratum(e: Episode) -> tuple[str, bool]:
+    return str(e.info.get("mode", "")), e.transient
+
+
 def _split(episodes: list[Episode], fraction: float, rng: random.Random) -> None:
-    """Per label, a `fraction` of the episodes (at least one when there are two or more) go to val."""
+    """Per label, a `fraction` of the episodes (at least one when there are two or more) go to
+    val, spread over the label's strata in proportion (largest remainder): the scripted mode,
+    and for failures whether ground-truth success was seen on the way (`transient`). A plain
+    random draw held 1 of the demo's 13 passes in validation, and train's decision settings,
+    chosen there, were fooled by cubes pushed through the goal (bench/transits.py)."""
     for label in (0, 1):
         group = [e for e in episodes if e.label == label]
-        rng.shuffle(group)
         n_val = round(fraction * len(group))
         if fraction > 0 and n_val == 0 and len(group) >= 2:
             n_val = 1
-        for e in group[:n_val]:
-            e.split = "val"
+        strata: dict[tuple[str, bool], list[Episode]] = {}
+        for e in group:
+            strata.setdefault(_stratum(e), []).append(e)
+        keys = sorted(strata)
+        for k in keys:
+            rng.shuffle(strata[k])
+        exact = {k: n_val * len(strata[k]) / max(1, len(group)) for k in keys}
+        take = {k: int(exact[k]) for k in keys}
+        ties = {k: rng.random() for k in keys}
+        for k in sorted(keys, key=lambda k: (take[k] - exact[k], ties[k]))[: n_val - sum(take.values())]:
+            take[k] += 1
+        for k in keys:
+            for e in strata[k][: take[k]]:
+                e.split = "val"
 
 
 def _write_image(path: Path, rgb: np.ndarray, cfg: DataConfig) -> None:
@@ -343,6 +375,7 @@ def build_dataset(
                 for ep in eps:
                     ep.frames = [s for s in samples if ep.start_ns <= s[0] <= ep.end_ns]
                     _label_frames(ep, first, cfg)
+                    ep.transient = ep.label == 0 and _success_seen(first, ep.start_ns, ep.end_ns)
                     if cfg.drop_idle:
                         stats["idle_frames_dropped"] += _drop_idle(ep, first, cfg)
                     if cfg.num_samples_per_episode > 0 and len(ep.frames) > cfg.num_samples_per_episode:
@@ -456,6 +489,7 @@ def _write(out, episodes, chosen, topics, cfg, progress, checks, undecodable: li
                         "images": paths,
                         "seed": e.info.get("seed", -1),
                         "mode": e.info.get("mode", ""),
+                        "transient": e.transient,
                     }
                 )
     with (out / "manifest.jsonl").open("w") as f:
@@ -472,6 +506,7 @@ def _summary(episodes, chosen, written, skipped, stats, topics, cfg) -> dict[str
         counts[split] = {
             "episodes_success": sum(e.label == 1 for e in eps),
             "episodes_failure": sum(e.label == 0 for e in eps),
+            "episodes_transient": sum(e.transient for e in eps),
             "frames_positive": sum(frames),
             "frames_negative": len(frames) - sum(frames),
         }

@@ -111,6 +111,7 @@ def evaluate(
     probs, invalid = score_rows(ckpt, rows, Path(data), fusion)
     labels = np.array([r["label"] for r in rows], int)
     episodes = M.episodes_of(rows, labels, probs)
+    kinds = {r["episode"]: (str(r.get("mode", "")), bool(r.get("transient", False))) for r in rows}
     # the recommendation must also judge none of train's validation failure episodes successful:
     # a held-out set without, say, a cube sliding through the goal would otherwise recommend a
     # debounce that validation showed to be fooled (bench/transits.py, docs/benchmarks.md)
@@ -153,8 +154,8 @@ def evaluate(
             if bounds is not None
             else "nothing else (the checkpoint stores no validation failure bounds: retrain to add them)"
         ),
-        "episodes": episode_report(episodes, threshold, served.debounce_frames, per_episode=True),
-        "episodes_at_recommended": episode_report(episodes, recommended, rec_debounce),
+        "episodes": episode_report(episodes, threshold, served.debounce_frames, True, kinds),
+        "episodes_at_recommended": episode_report(episodes, recommended, rec_debounce, kinds=kinds),
         "sweep": sweep,
         "out": str(out),
     }
@@ -185,9 +186,12 @@ def episode_report(
     threshold: float,
     debounce: int,
     per_episode: bool = False,
+    kinds: dict[str, tuple[str, bool]] | None = None,
 ) -> dict[str, Any]:
     """Episode figures at one (threshold, debounce): failure episodes judged successful,
-    successes detected and their delay from the first true success frame."""
+    successes detected and their delay from the first true success frame; with `kinds`
+    (episode -> (scripted mode, transient)), the failure episodes judged successful per mode,
+    and among the transient ones (ground-truth success seen on the way: passes)."""
     outcomes = M.episode_outcomes(episodes, threshold, debounce)
     delays = [o.delay_frames for o in outcomes if o.label == 1 and o.delay_frames is not None]
     out = {
@@ -202,6 +206,17 @@ def episode_report(
         "max_delay_frames": int(max(delays)) if delays else None,
         "false_positive_episode_names": [o.episode for o in outcomes if o.label == 0 and o.judged_success],
     }
+    if kinds is not None:
+        failures = [o for o in outcomes if o.label == 0]
+        by_mode: dict[str, dict[str, int]] = {}
+        for o in failures:
+            m = by_mode.setdefault(kinds[o.episode][0] or "unknown", {"episodes": 0, "judged_successful": 0})
+            m["episodes"] += 1
+            m["judged_successful"] += int(o.judged_success)
+        out["failure_modes"] = dict(sorted(by_mode.items()))
+        passes = [o for o in failures if kinds[o.episode][1]]
+        out["transient_failure_episodes"] = len(passes)
+        out["transient_judged_successful"] = sum(o.judged_success for o in passes)
     if per_episode:
         out["per_episode"] = [
             {
@@ -212,6 +227,7 @@ def episode_report(
                 "first_detected_frame": o.first_detected,
                 "delay_frames": o.delay_frames,
                 "mean_probability": float(np.mean(episodes[o.episode][2])),
+                **({"mode": kinds[o.episode][0], "transient": kinds[o.episode][1]} if kinds else {}),
             }
             for o in outcomes
         ]
