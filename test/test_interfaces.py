@@ -249,14 +249,14 @@ def test_bad_parameter_change_is_refused_and_the_node_keeps_running(ros_node, st
                 )
             ]
         )
-        return call(ros_node, client, req).results[0]
+        return call(ros_node, client, req, resend=True).results[0]
 
     bad = set_threshold(1.5)
     assert not bad.successful and "must be in [0.0, 1.0]" in bad.reason
     good = set_threshold(0.7)
     assert good.successful
     getter = wait_for_service(ros_node, GetParameters, "/interface_echo/get_parameters")
-    values = call(ros_node, getter, GetParameters.Request(names=["threshold"])).values
+    values = call(ros_node, getter, GetParameters.Request(names=["threshold"]), resend=True).values
     assert values[0].double_value == pytest.approx(0.7)
     assert echo.alive()
 
@@ -267,7 +267,7 @@ def test_compute_rewards_answer_uses_the_new_threshold(ros_node, start_node):
 
     start_node("interface_echo_node", params={"threshold": 0.0})
     client = wait_for_service(ros_node, ComputeRewards, "/interface_echo/compute_rewards")
-    answer = call(ros_node, client, sample_compute_rewards_request())
+    answer = call(ros_node, client, sample_compute_rewards_request(), resend=True)
     assert answer.threshold == 0.0
     assert list(answer.successes) == [True, True]
     assert answer.model_id == "interface_echo"
