@@ -135,8 +135,8 @@ def test_split_is_by_episode_and_ratio_samples_the_surplus(tmp_path):
 
 
 def test_validation_holds_each_kind_of_failure_passes_included(tmp_path):
-    # 6 failures of mode a, 4 passes of mode b (ground-truth success on at frames 3-4, then
-    # lost): a 20% validation split must hold one of each at every seed. A plain random draw
+    # 6 failures of mode a, 4 passes of mode b (ground-truth success on from frame 3, ended
+    # failure): a 20% validation split must hold one of each at every seed. A plain random draw
     # of 2 of 10 takes both from one kind in 21 of 45 draws
     bags = tmp_path / "episodes"
     for i in range(10):

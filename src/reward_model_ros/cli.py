@@ -289,8 +289,8 @@ def evaluate_command(args) -> int:
         f"{e['mean_delay_frames']:.1f} / max {e['max_delay_frames']} frames"
         + (" (WARNING: settings chosen on these very frames)" if d["chosen_on_these_frames"] else "")
     )
-    fooled = {k: v for k, v in e.get("failure_modes", {}).items() if v["judged_successful"]}
-    if fooled or e.get("transient_failure_episodes"):
+    fooled = {k: v for k, v in e["failure_modes"].items() if v["judged_successful"]}
+    if fooled or e["transient_failure_episodes"]:
         print(
             f"  of them passes (ground-truth success seen, then lost): {e['transient_judged_successful']}/"
             f"{e['transient_failure_episodes']}; by mode: "

@@ -274,7 +274,7 @@ def _split(episodes: list[Episode], fraction: float, rng: random.Random) -> None
         keys = sorted(strata)
         for k in keys:
             rng.shuffle(strata[k])
-        exact = {k: n_val * len(strata[k]) / max(1, len(group)) for k in keys}
+        exact = {k: n_val * len(strata[k]) / len(group) for k in keys}
         take = {k: int(exact[k]) for k in keys}
         ties = {k: rng.random() for k in keys}
         for k in sorted(keys, key=lambda k: (take[k] - exact[k], ties[k]))[: n_val - sum(take.values())]:
