@@ -4,6 +4,7 @@ pushing policy finds first, measured on scripted episodes nobody trained on.
     python bench/transits.py --checkpoint runs/demo/train/best_model [--episodes 30]
         [--modes success push_past] [--first-seed 300000] [--params config/sim_pushcube.yaml]
         [--out runs/transits.json] [--grid 0.05 0.1 0.3 0.5 0.7 0.9]
+        [--episode-success end|once] [--oracle]
 
 Runs scripted episodes of each mode in ManiSkill, without ROS, with the sensor camera of the
 bridge's parameter file (--params: task, camera pose, size and field of view, episode length),
@@ -25,6 +26,12 @@ of 1-8 frames (and at every --grid threshold), and how long the transits were. T
 arguments give the same episodes (a fresh simulator runs them in the same order; the same seed
 run after other episodes can end elsewhere: push_past seed 300003 left its cube 3 cm outside
 the rim when run first or after the success episodes, 30 cm after push_past 300000-300002).
+`--episode-success once` judges as ManiSkill's success_once does (data.episode_success=once):
+a transit is then a success to detect, from its first flagged frame, and only misses can be
+judged successful wrongly. `--oracle` (PushCube) adds what a causal detector that knows the
+cube's true position could do: the first frame where the flag has been on for d frames and the
+cube moved less than v cm since the previous frame, per (v, d), and the cube's speed over the
+first flagged frames of successes and transits.
 The seeds (from --first-seed) lie outside the demo's training (0+), held-out (100000+) and
 replay (200000+) seeds.
 """
@@ -59,9 +66,16 @@ def rim_cm(state: np.ndarray) -> float:
     return round(100 * (float(np.linalg.norm(cube[:2] - goal[:2])) - GOAL_RADIUS), 2)
 
 
+def cube_xy(state: np.ndarray) -> list[float]:
+    """PushCube: the cube's position on the table, m."""
+    from reward_model_sim.push import positions
+
+    return [float(v) for v in positions(state)[2][:2]]
+
+
 def run_episodes(params: dict, modes: list[str], episodes: int, first_seed: int) -> list[dict]:
-    """Per episode: mode, seed, the frames of every camera (reset frame first) and the
-    simulator's success flag per frame."""
+    """Per episode: mode, seed, the frames of every camera (reset frame first), the
+    simulator's success flag per frame and, on PushCube, the cube's position per frame."""
     from reward_model_sim.env import ManiSkillEnv, SimConfig
     from reward_model_sim.scripted import control_mode, run_episode
 
@@ -86,24 +100,30 @@ def run_episodes(params: dict, modes: list[str], episodes: int, first_seed: int)
             for seed in range(first_seed, first_seed + episodes):
                 frames: list[dict[str, np.ndarray]] = []
                 flags: list[bool] = []
+                cube: list[list[float]] = []
                 last: dict = {}
 
-                def on_reset(obs, info, frames=frames, flags=flags):
-                    o = env.after_reset(obs, info)
-                    env.step_count = 0
-                    frames.append(o.frames)
-                    flags.append(o.success)
-
-                def on_step(obs, info, _action, frames=frames, flags=flags, last=last):
-                    env.step_count += 1
-                    o = env.observe(obs, info)
+                def keep(o, frames=frames, flags=flags, cube=cube, last=last):
                     frames.append(o.frames)
                     flags.append(o.success)
                     last["state"] = o.state
+                    if task == "PushCube-v1" and o.state is not None:
+                        cube.append(cube_xy(o.state))
+
+                def on_reset(obs, info, keep=keep):
+                    o = env.after_reset(obs, info)
+                    env.step_count = 0
+                    keep(o)
+
+                def on_step(obs, info, _action, keep=keep):
+                    env.step_count += 1
+                    keep(env.observe(obs, info))
 
                 final = run_episode(env.env, task, mode, seed, on_step, hold, on_reset)
                 kind = "success" if final else ("transit" if any(flags) else "miss")
                 run = {"mode": mode, "seed": seed, "kind": kind, "frames": frames, "flags": flags}
+                if len(cube) == len(flags):
+                    run["cube_xy"] = cube
                 if task == "PushCube-v1" and last.get("state") is not None:
                     run["rest_cm_outside_rim"] = rim_cm(last["state"])
                 out.append(run)
@@ -127,25 +147,31 @@ def score(ckpt, runs: list[dict]) -> list[np.ndarray]:
     return out
 
 
-def judge(runs: list[dict], probs: list[np.ndarray], threshold: float, debounce: int) -> dict:
+def judge(
+    runs: list[dict], probs: list[np.ndarray], threshold: float, debounce: int, once: bool = False
+) -> dict:
+    """Transits judged successful, successes detected and their delay (from the first flagged
+    frame). `once`: judge by ManiSkill's success_once (data.episode_success=once): a transit is
+    then a success to be detected, and only misses can be fooled."""
     from reward_model_ros.core.reward import first_success
 
-    fooled, detected, delays = [], 0, []
+    fooled, detected, delays, misses_fooled, missed = [], 0, [], [], []
+    count = {"success": 0, "transit": 0, "miss": 0}
     for run, p in zip(runs, probs, strict=True):
         hit = first_success(p, threshold, debounce)
-        if run["kind"] == "transit" and hit is not None:
-            rest = run.get("rest_cm_outside_rim")
-            fooled.append(
-                f"{run['mode']}:{run['seed']}" + ("" if rest is None else f" (rests {rest} cm outside)")
-            )
-        if run["kind"] == "success" and hit is not None:
+        kind = "success" if once and run["kind"] == "transit" else run["kind"]
+        count[kind] += 1
+        rest = run.get("rest_cm_outside_rim")
+        name = f"{run['mode']}:{run['seed']}" + ("" if rest is None else f" (rests {rest} cm outside)")
+        if kind == "transit" and hit is not None:
+            fooled.append(name)
+        if kind == "miss" and hit is not None:
+            misses_fooled.append(name)
+        if kind == "success" and hit is not None:
             detected += 1
             delays.append(hit - run["flags"].index(True))
-    count = {k: sum(r["kind"] == k for r in runs) for k in ("success", "transit", "miss")}
-    misses_fooled = sum(
-        r["kind"] == "miss" and first_success(p, threshold, debounce) is not None
-        for r, p in zip(runs, probs, strict=True)
-    )
+        if kind == "success" and hit is None:
+            missed.append(f"{name}, {sum(run['flags'])} frames flagged")
     return {
         "threshold": threshold,
         "debounce": debounce,
@@ -153,11 +179,69 @@ def judge(runs: list[dict], probs: list[np.ndarray], threshold: float, debounce:
         "transits_judged_successful": len(fooled),
         "fooled_by": fooled,
         "misses": count["miss"],
-        "misses_judged_successful": int(misses_fooled),
+        "misses_judged_successful": len(misses_fooled),
+        "misses_fooled_by": misses_fooled,
         "successes": count["success"],
         "successes_detected": detected,
         "max_delay_frames": max(delays) if delays else None,
         "within_5_frames": sum(d <= 5 for d in delays),
+        "successes_missed": missed,
+    }
+
+
+def cube_speeds(run: dict) -> np.ndarray:
+    """PushCube: how far the cube moved since the previous frame, cm per frame (0 at the reset)."""
+    xy = np.asarray(run["cube_xy"])
+    return np.concatenate([[0.0], 100 * np.linalg.norm(np.diff(xy, axis=0), axis=1)])
+
+
+def oracle(runs: list[dict], speeds: list[float], frames: list[int]) -> dict:
+    """What a detector that knows the simulator's state could do, causally: it calls success at
+    the first frame where the success flag has been on for `d` frames in a row and the cube
+    moved less than `v` cm since the previous frame. Per (v, d): transits called successful and
+    successes detected within 5 frames of their first flagged frame. If no pair reaches 0
+    transits with every success within 5 frames, no camera-based reward can either: it sees
+    less than the state. Also the cube's speed over the first 6 flagged frames, by kind."""
+    kept = [r for r in runs if "cube_xy" in r and r["kind"] in ("success", "transit")]
+    table = []
+    for v in speeds:
+        for d in frames:
+            fooled = within = 0
+            for r in kept:
+                flags, sp = np.asarray(r["flags"]), cube_speeds(r)
+                run, hit = 0, None
+                for t, (f, s) in enumerate(zip(flags, sp, strict=True)):
+                    run = run + 1 if f else 0
+                    if run >= d and s < v:
+                        hit = t
+                        break
+                if r["kind"] == "transit":
+                    fooled += hit is not None
+                else:
+                    within += hit is not None and hit - int(np.argmax(flags)) <= 5
+            table.append(
+                {"max_speed_cm": v, "frames_on": d, "transits_called": fooled, "successes_within_5": within}
+            )
+    entry = {}
+    for kind in ("success", "transit"):
+        rows = []
+        for r in kept:
+            if r["kind"] == kind:
+                e = int(np.argmax(r["flags"]))
+                rows.append(cube_speeds(r)[e : e + 6].tolist() + [np.nan] * max(0, e + 6 - len(r["flags"])))
+        if rows:
+            entry[kind] = {
+                "episodes": len(rows),
+                "median_speed_cm_per_frame_from_entry": np.round(np.nanmedian(rows, axis=0), 2).tolist(),
+                "min_speed_cm_per_frame_from_entry": np.round(np.nanmin(rows, axis=0), 2).tolist(),
+                "max_speed_cm_per_frame_from_entry": np.round(np.nanmax(rows, axis=0), 2).tolist(),
+            }
+    return {
+        "successes": sum(r["kind"] == "success" for r in kept),
+        "transits": sum(r["kind"] == "transit" for r in kept),
+        "speed_from_entry": entry,
+        "rules": table,
+        "best": max(table, key=lambda x: x["successes_within_5"] - 100 * x["transits_called"], default=None),
     }
 
 
@@ -184,6 +268,18 @@ def main() -> None:
         default=None,
         help="also judge every debounce at these thresholds (e.g. 0.05 0.1 0.3 0.5 0.7 0.9)",
     )
+    ap.add_argument(
+        "--episode-success",
+        choices=("end", "once"),
+        default="end",
+        help="end: a transit is a failure to reject (the dataset's default); once: a success to "
+        "detect, as ManiSkill's success_once and data.episode_success=once count it",
+    )
+    ap.add_argument(
+        "--oracle",
+        action="store_true",
+        help="PushCube: also what a causal detector that knows the cube's true position could do",
+    )
     args = ap.parse_args()
 
     from reward_model_ros.core.checkpoint import decision_settings, load_checkpoint
@@ -198,31 +294,57 @@ def main() -> None:
         "served": (served.reward_threshold, served.debounce_frames, served.source),
         "validation": (ckpt.threshold, max(1, ckpt.debounce), "train's validation decision"),
     }
-    report: dict = {"checkpoint": str(args.checkpoint), "modes": args.modes, "simulation_s": round(sim_s, 1)}
+    once = args.episode_success == "once"
+    report: dict = {
+        "checkpoint": str(args.checkpoint),
+        "modes": args.modes,
+        "episode_success": args.episode_success,
+        "simulation_s": round(sim_s, 1),
+    }
     for name, (t, d, why) in settings.items():
-        report[name] = {**judge(runs, probs, float(t), int(d)), "source": why}
+        report[name] = {**judge(runs, probs, float(t), int(d), once), "source": why}
     t = float(settings["served"][0])
-    report["per_debounce_at_served_threshold"] = [judge(runs, probs, t, d) for d in DEBOUNCES]
+    report["per_debounce_at_served_threshold"] = [judge(runs, probs, t, d, once) for d in DEBOUNCES]
     transits = [(r, p) for r, p in zip(runs, probs, strict=True) if r["kind"] == "transit"]
     report["transit_frames_in_goal"] = sorted(sum(r["flags"]) for r, _ in transits)
     report["transit_longest_run_above_threshold"] = sorted(longest_run(p, t) for _, p in transits)
     print(json.dumps({k: v for k, v in report.items() if k != "per_debounce_at_served_threshold"}, indent=1))
-    print("\n| debounce | transits judged successful | successes detected | within 5 frames | max delay |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| debounce | transits judged successful | misses judged successful | successes detected "
+        "| within 5 frames | max delay |"
+    )
+    print("|---|---|---|---|---|---|")
     for r in report["per_debounce_at_served_threshold"]:
         print(
             f"| {r['debounce']} | {r['transits_judged_successful']} / {r['transits']} | "
+            f"{r['misses_judged_successful']} / {r['misses']} | "
             f"{r['successes_detected']} / {r['successes']} | {r['within_5_frames']} | "
             f"{r['max_delay_frames']} |"
         )
     if args.grid:
-        report["grid"] = [judge(runs, probs, float(g), d) for g in args.grid for d in DEBOUNCES]
-        print("\n| threshold | debounce | passes judged successful | successes detected | max delay |")
-        print("|---|---|---|---|---|")
+        report["grid"] = [judge(runs, probs, float(g), d, once) for g in args.grid for d in DEBOUNCES]
+        print(
+            "\n| threshold | debounce | passes judged successful | misses judged successful "
+            "| successes detected | max delay |"
+        )
+        print("|---|---|---|---|---|---|")
         for r in report["grid"]:
             print(
                 f"| {r['threshold']:.2f} | {r['debounce']} | {r['transits_judged_successful']} | "
-                f"{r['successes_detected']} / {r['successes']} | {r['max_delay_frames']} |"
+                f"{r['misses_judged_successful']} | {r['successes_detected']} / {r['successes']} | "
+                f"{r['max_delay_frames']} |"
+            )
+    if args.oracle:
+        report["oracle"] = oracle(runs, [0.25, 0.5, 1.0, 2.0, 3.0, 4.0, np.inf], DEBOUNCES)
+        o = report["oracle"]
+        print(f"\noracle on the true cube position ({o['successes']} successes, {o['transits']} transits):")
+        print(json.dumps(o["speed_from_entry"], indent=1))
+        print("| cube moved less than (cm/frame) | flag on for | transits called | successes within 5 |")
+        print("|---|---|---|---|")
+        for r in o["rules"]:
+            print(
+                f"| {r['max_speed_cm']} | {r['frames_on']} | {r['transits_called']} | "
+                f"{r['successes_within_5']} |"
             )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

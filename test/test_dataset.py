@@ -154,6 +154,32 @@ def test_validation_holds_each_kind_of_failure_passes_included(tmp_path):
     assert all(r["label"] == 0 for r in rows if r["transient"])
 
 
+def test_episode_success_once_counts_a_pass_as_a_success_labelled_by_its_flag(tmp_path):
+    # a pass: the flag on for frames 10-13 only, the episode ended a failure; ManiSkill's
+    # success_once (the RL evaluation's metric) calls it a success
+    bags = tmp_path / "episodes"
+    w = EpisodeBagWriter(bags / "failure" / "episode_000001", TypeRegistry(), "mcap")
+    w.add_topic("/image_raw", "sensor_msgs/msg/Image")
+    w.add_topic("/success_label", "reward_msgs/msg/SuccessLabel")
+    for i in range(20):
+        t = T0 + i * PERIOD
+        w.write("/image_raw", ns(t), img(t, i, 0))
+        w.write("/success_label", ns(t), stamped(SuccessLabel(success=10 <= i < 14, source=0), t))
+    w.close({"label": "failure", "start_stamp_ns": ns(T0), "end_stamp_ns": ns(T0 + 19 * PERIOD), "mode": "m"})
+    episode_bag(bags / "failure" / "episode_000002", "failure", 20, t0=T0 + 100)  # never on
+    _, end = build(tmp_path, [bags], val_fraction=0.0)
+    assert all(r["label"] == 0 and r["episode_label"] == 0 for r in end)
+    summary, once = build(tmp_path, [bags], val_fraction=0.0, episode_success="once")
+    passed = sorted((r for r in once if r["transient"]), key=lambda r: r["frame"])
+    assert [r["label"] for r in passed] == [0] * 10 + [1] * 4 + [0] * 6
+    assert {r["episode_label"] for r in passed} == {1}
+    assert all(r["label"] == 0 and r["episode_label"] == 0 for r in once if not r["transient"])
+    assert summary["splits"]["train"]["episodes_success"] == 1
+    assert summary["splits"]["train"]["episodes_transient"] == 1
+    with pytest.raises(ValueError, match="episode_success='sometimes'"):
+        build(tmp_path, [bags], episode_success="sometimes")
+
+
 def test_multi_camera_frames_stay_together_and_sampling_per_episode(tmp_path):
     bag = episode_bag(
         tmp_path / "b" / "success" / "episode_000000",

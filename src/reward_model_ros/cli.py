@@ -517,6 +517,13 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--epochs", type=int, default=8, help="training epochs")
     demo.add_argument("--arch", default="resnet10", help="classifier backbone")
     demo.add_argument(
+        "--episode-success",
+        choices=("once", "end"),
+        default="once",
+        help="once (default): a cube pushed through the goal and out counts as a success, as the RL "
+        "stage's ground truth (success_once) counts it; end: only the episode's outcome counts",
+    )
+    demo.add_argument(
         "--rl-minutes",
         type=float,
         default=12.0,
@@ -812,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
                     replay_episodes=args.replay_episodes,
                     epochs=args.epochs,
                     arch=args.arch,
+                    episode_success=args.episode_success,
                     task=args.task,
                     rl_minutes=args.rl_minutes,
                     rl_overrides=list(args.rl_set),

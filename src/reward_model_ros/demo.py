@@ -52,6 +52,11 @@ class DemoConfig:
     """training epochs"""
     arch: str = "resnet10"
     """classifier backbone"""
+    episode_success: str = "once"
+    """process's data.episode_success: once (a cube that crossed the goal and left it counts as
+    a success, its frames labelled by the simulator's flag, as the RL stage's ground truth,
+    ManiSkill's success_once, counts it) or end (every frame of an episode that ended a
+    failure is a failure)"""
     train_overrides: list[str] = field(default_factory=list)
     """extra `reward-model train` key=value overrides"""
     timeout: float = 120.0
@@ -349,18 +354,26 @@ def run_demo(cfg: DemoConfig) -> int:
     timings["collect_s"] = time.monotonic() - t
 
     t = _stage(2, "process: bags -> datasets")
+    episode_success = cfg.episode_success
     train_summary = build_dataset(
-        [out / "bags" / "train"], out / "dataset", DataConfig(val_fraction=0.2, seed=0), log=print
+        [out / "bags" / "train"],
+        out / "dataset",
+        DataConfig(val_fraction=0.2, seed=0, episode_success=episode_success),
+        log=print,
     )
     eval_summary = build_dataset(
-        [out / "bags" / "eval"], out / "dataset_eval", DataConfig(val_fraction=0.0), log=print
+        [out / "bags" / "eval"],
+        out / "dataset_eval",
+        DataConfig(val_fraction=0.0, episode_success=episode_success),
+        log=print,
     )
     for name, s in (("training", train_summary), ("held-out", eval_summary)):
         c = s["splits"]
         print(
             f"  {name}: {s['samples']} samples; train {c['train']['frames_positive']} success / "
             f"{c['train']['frames_negative']} failure frames, val {c['val']['frames_positive']} / "
-            f"{c['val']['frames_negative']}; failure episodes that were passes (train/val): "
+            f"{c['val']['frames_negative']}; passes through the goal (train/val, counted as "
+            f"{'successes' if episode_success == 'once' else 'failures'}): "
             f"{c['train']['episodes_transient']}/{c['val']['episodes_transient']}"
         )
     timings["process_s"] = time.monotonic() - t

@@ -5,7 +5,9 @@ Reads the recorder's episode bags (one bag = one episode, label in episode.json)
 label for the whole bag). Frames are labelled per frame: inside a successful episode a frame
 is positive when the latest SuccessLabel at or before its stamp says success (or, without
 SuccessLabels, when it is among the episode's last `success_tail_frames`); every frame of a
-failed episode is negative. Cameras are grouped by stamp into one sample. Episodes, not
+failed episode is negative. With `episode_success=once` a failed episode whose SuccessLabel
+was on at some frame (a pass) counts as a success, labelled by the flag, as ManiSkill's
+success_once counts it. Cameras are grouped by stamp into one sample. Episodes, not
 frames, are split into train and validation: consecutive frames are near-identical and must
 not sit on both sides. The split is stratified by scripted mode and, for failed episodes, by
 whether the ground-truth success flag was on at some frame (`transient`: a pass through the
@@ -63,6 +65,12 @@ class DataConfig:
     """reward_msgs/SuccessLabel topic with per-frame ground truth"""
     event_topic: str = "/episode/event"
     """reward_msgs/EpisodeEvent topic delimiting episodes in plain bags"""
+    episode_success: str = "end"
+    """when an episode counts as a success: end (its recorded outcome: every frame of a failed
+    episode is a failure, a cube pushed through the goal included) or once (the ground-truth
+    SuccessLabel was on at some frame: ManiSkill's success_once, the metric `reward-model rl`
+    evaluates policies by; its frames are labelled by that flag, so a pass's frames in the
+    goal are success frames). Needs SuccessLabels; episodes without them keep their outcome"""
     success_tail_frames: int = 20
     """successful episodes without SuccessLabels: the last N frames are positive (0 = all)"""
     action_topic: str = "/action"
@@ -315,6 +323,8 @@ def build_dataset(
         raise ValueError(f"data.image_format={cfg.image_format!r}: use png or jpg")
     if cfg.label_source not in ("auto", "events", "success", "failure"):
         raise ValueError(f"data.label_source={cfg.label_source!r}: use auto, events, success or failure")
+    if cfg.episode_success not in ("end", "once"):
+        raise ValueError(f"data.episode_success={cfg.episode_success!r}: use end or once")
     if not 0.0 <= cfg.val_fraction < 1.0:
         raise ValueError(f"data.val_fraction={cfg.val_fraction}: must be in [0, 1)")
     out = Path(out)
@@ -374,8 +384,10 @@ def build_dataset(
                 stats["unmatched_camera_frames"] += unmatched
                 for ep in eps:
                     ep.frames = [s for s in samples if ep.start_ns <= s[0] <= ep.end_ns]
-                    _label_frames(ep, first, cfg)
                     ep.transient = ep.label == 0 and _success_seen(first, ep.start_ns, ep.end_ns)
+                    if ep.transient and cfg.episode_success == "once":
+                        ep.label = 1  # a pass is a success once: its frames follow the flag
+                    _label_frames(ep, first, cfg)
                     if cfg.drop_idle:
                         stats["idle_frames_dropped"] += _drop_idle(ep, first, cfg)
                     if cfg.num_samples_per_episode > 0 and len(ep.frames) > cfg.num_samples_per_episode:
