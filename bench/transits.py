@@ -253,41 +253,10 @@ def longest_run(p: np.ndarray, threshold: float) -> int:
     return best
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, required=True)
-    ap.add_argument("--params", type=Path, default=Path("config/sim_pushcube.yaml"))
-    ap.add_argument("--modes", nargs="+", default=["success", "push_past"])
-    ap.add_argument("--episodes", type=int, default=30, help="per mode")
-    ap.add_argument("--first-seed", type=int, default=300000)
-    ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument(
-        "--grid",
-        type=float,
-        nargs="*",
-        default=None,
-        help="also judge every debounce at these thresholds (e.g. 0.05 0.1 0.3 0.5 0.7 0.9)",
-    )
-    ap.add_argument(
-        "--episode-success",
-        choices=("end", "once"),
-        default="end",
-        help="end: a transit is a failure to reject (the dataset's default); once: a success to "
-        "detect, as ManiSkill's success_once and data.episode_success=once count it",
-    )
-    ap.add_argument(
-        "--oracle",
-        action="store_true",
-        help="PushCube: also what a causal detector that knows the cube's true position could do",
-    )
-    args = ap.parse_args()
+def report_for(path: Path, ckpt, runs: list[dict], args, sim_s: float) -> dict:
+    """One checkpoint's figures on the episodes, printed and returned."""
+    from reward_model_ros.core.checkpoint import decision_settings
 
-    from reward_model_ros.core.checkpoint import decision_settings, load_checkpoint
-
-    ckpt = load_checkpoint(args.checkpoint)  # fails now, not after the episodes
-    t0 = time.perf_counter()
-    runs = run_episodes(bridge_params(args.params), args.modes, args.episodes, args.first_seed)
-    sim_s = time.perf_counter() - t0
     probs = score(ckpt, runs)
     served = decision_settings(ckpt)
     settings = {
@@ -296,7 +265,7 @@ def main() -> None:
     }
     once = args.episode_success == "once"
     report: dict = {
-        "checkpoint": str(args.checkpoint),
+        "checkpoint": str(path),
         "modes": args.modes,
         "episode_success": args.episode_success,
         "simulation_s": round(sim_s, 1),
@@ -334,6 +303,54 @@ def main() -> None:
                 f"{r['misses_judged_successful']} | {r['successes_detected']} / {r['successes']} | "
                 f"{r['max_delay_frames']} |"
             )
+    return report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--checkpoint",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="one or more: all judged on the same episodes",
+    )
+    ap.add_argument("--params", type=Path, default=Path("config/sim_pushcube.yaml"))
+    ap.add_argument("--modes", nargs="+", default=["success", "push_past"])
+    ap.add_argument("--episodes", type=int, default=30, help="per mode")
+    ap.add_argument("--first-seed", type=int, default=300000)
+    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--grid",
+        type=float,
+        nargs="*",
+        default=None,
+        help="also judge every debounce at these thresholds (e.g. 0.05 0.1 0.3 0.5 0.7 0.9)",
+    )
+    ap.add_argument(
+        "--episode-success",
+        choices=("end", "once"),
+        default="end",
+        help="end: a transit is a failure to reject (the dataset's default); once: a success to "
+        "detect, as ManiSkill's success_once and data.episode_success=once count it",
+    )
+    ap.add_argument(
+        "--oracle",
+        action="store_true",
+        help="PushCube: also what a causal detector that knows the cube's true position could do",
+    )
+    args = ap.parse_args()
+
+    from reward_model_ros.core.checkpoint import load_checkpoint
+
+    ckpts = [load_checkpoint(c) for c in args.checkpoint]  # fail now, not after the episodes
+    t0 = time.perf_counter()
+    runs = run_episodes(bridge_params(args.params), args.modes, args.episodes, args.first_seed)
+    sim_s = time.perf_counter() - t0
+    reports = [
+        report_for(path, ckpt, runs, args, sim_s) for path, ckpt in zip(args.checkpoint, ckpts, strict=True)
+    ]
+    report = reports[0] if len(reports) == 1 else {"checkpoints": reports}
     if args.oracle:
         report["oracle"] = oracle(runs, [0.25, 0.5, 1.0, 2.0, 3.0, 4.0, np.inf], DEBOUNCES)
         o = report["oracle"]
