@@ -130,6 +130,36 @@ def goals(proc, kind: str) -> list[dict[str, float]]:
     return [{k: float(v) for k, v in re.findall(r"(\w+)=([-\d.e]+)", line)} for line in found]
 
 
+def test_a_close_sent_before_the_gripper_server_is_up_is_sent_once_it_is(franka_env, ros_node, start_node):
+    # the policy closes while franka_gripper is not there yet (starting late, restarting): the
+    # command must not be lost while the policy keeps asking to close (no new toggle comes)
+    fake = start_node("fake_arm", params={"max_speed": 1.0})
+    adapter = start_node("franka_adapter", params={**GRIPPER, "recovery.backend": "none"})
+    enable = wait_for_service(ros_node, SetBool, "/franka_adapter/enable", timeout=30)
+    actions = ros_node.create_publisher(PolicyAction, "/action", RELIABLE)
+    spin_until(
+        ros_node, lambda: actions.get_subscription_count() > 0, 10, "the adapter's action subscription"
+    )
+    spin_until(ros_node, lambda: call(ros_node, enable, SetBool.Request(data=True)).success, 10, "enable")
+
+    def act(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            actions.publish(PolicyAction(gripper=-1.0))
+            spin_for(ros_node, 0.1)
+            if "action ignored" in adapter.output():  # a state stall latched the watchdog
+                call(ros_node, enable, SetBool.Request(data=True))
+
+    spin_until(ros_node, lambda: (act(0.2), "not sent yet" in adapter.output())[1], 15, "the unsent close")
+    servers = start_node("python", args=[__file__, "serve", "/fr3_gripper"])
+    end = time.monotonic() + 20.0
+    while not goals(servers, "grasp") and time.monotonic() < end:
+        act(0.2)
+    assert goals(servers, "grasp"), f"the close was never sent\n{adapter.output()[-3000:]}"
+    assert len(goals(servers, "grasp")) == 1  # sent once, not on every action
+    assert fake.alive()
+
+
 def test_franka_gripper_goals_and_error_recovery(franka_env, ros_node, start_node):
     servers = start_node("python", args=[__file__, "serve", "/fr3_gripper"])
     fake = start_node("fake_arm", params={"max_speed": 1.0})

@@ -509,6 +509,8 @@ class FrankaAdapterNode(Node):
             command = self.gripper.update(float(msg.gripper), now)
             if command is not None:
                 self.gripper_backend.command(command)
+            else:  # a command its server was not there for is sent once it is
+                self.gripper_backend.retry()
 
     def _on_episode_event(self, msg: EpisodeEvent) -> None:
         """A learner stops acting between episodes (until it calls ~/reset): not a stall."""

@@ -75,6 +75,9 @@ class NoGripper:
     def command(self, state: str) -> None:
         self.sent += 1
 
+    def retry(self) -> None:
+        """Nothing is ever left unsent."""
+
     def status(self) -> dict[str, Any]:
         return {"gripper_commands": self.sent}
 
@@ -98,6 +101,9 @@ class CrispGripperTopic:
         self.pub.publish(self._msg(data=[float(value)]))
         self.sent += 1
 
+    def retry(self) -> None:
+        """A topic is never unavailable: nothing is left unsent."""
+
     def status(self) -> dict[str, Any]:
         return {"gripper_commands": self.sent, "gripper_topic": self.pub.topic_name}
 
@@ -106,7 +112,9 @@ class FrankaGripperActions:
     """franka_gripper's `move` (open to `open_width`) and `grasp` (close to `grasp_width`
     with `force`, within epsilon) actions. Goals are sent without waiting; a new command
     cancels the goal still in flight, so the latest command wins. `actions` is the module
-    holding Move, Grasp and Homing (franka_msgs.action unless given)."""
+    holding Move, Grasp and Homing (franka_msgs.action unless given). A command the server is
+    not there for (not yet discovered, restarting) stays pending and `retry()`, called on every
+    action, sends it once the server is ready, unless a newer command replaced it."""
 
     name = "franka_gripper"
 
@@ -122,8 +130,17 @@ class FrankaGripperActions:
         self.sent = self.failed = self.unavailable = 0
         self.last_error = ""
         self._in_flight: Any = None
+        self._pending: str | None = None
+
+    def retry(self) -> None:
+        if (
+            self._pending is not None
+            and (self.move if self._pending == OPEN else self.grasp).server_is_ready()
+        ):
+            self.command(self._pending)
 
     def command(self, state: str) -> None:
+        self._pending = None
         if state == OPEN:
             client, goal = (
                 self.move,
@@ -138,8 +155,9 @@ class FrankaGripperActions:
             client, name = self.grasp, self.names["grasp"]
         if not client.server_is_ready():
             self.unavailable += 1
+            self._pending = state
             self.node.get_logger().warning(
-                f"gripper action server {name} is not available: {state} not sent "
+                f"gripper action server {name} is not available: {state} not sent yet "
                 "(check gripper.namespace: /fr3_gripper before franka_ros2 v2.0, <ns>/franka_gripper after)",
                 throttle_duration_sec=5.0,
             )
@@ -175,6 +193,7 @@ class FrankaGripperActions:
             "gripper_commands": self.sent,
             "gripper_failed": self.failed,
             "gripper_unavailable": self.unavailable,
+            "gripper_pending": self._pending or "",
             "gripper_last_error": self.last_error,
         }
 
