@@ -234,7 +234,9 @@ def _replay_report(cfg: DemoConfig, events, labels, rewards: list[Received]) -> 
                 label="reward_node probability",
             )
         ax.axhline(threshold, color="k", ls=":", lw=0.8, label=f"threshold {threshold:.2f}")
-        truth_label = "success" if end.label == EpisodeEvent.LABEL_SUCCESS else "failure"
+        # as the datasets judge it: with episode_success once a pass (flag on, then lost) is a success
+        passed = cfg.episode_success == "once" and any(ok for _, ok in truth)
+        truth_label = "success" if end.label == EpisodeEvent.LABEL_SUCCESS or passed else "failure"
         ax.set_title(
             f"episode {end.episode_index}: {start.mode}, seed {start.seed}, ground truth {truth_label}",
             fontsize=9,
