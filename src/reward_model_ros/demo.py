@@ -356,17 +356,16 @@ def run_demo(cfg: DemoConfig) -> int:
     timings["collect_s"] = time.monotonic() - t
 
     t = _stage(2, "process: bags -> datasets")
-    episode_success = cfg.episode_success
     train_summary = build_dataset(
         [out / "bags" / "train"],
         out / "dataset",
-        DataConfig(val_fraction=0.2, seed=0, episode_success=episode_success),
+        DataConfig(val_fraction=0.2, seed=0, episode_success=cfg.episode_success),
         log=print,
     )
     eval_summary = build_dataset(
         [out / "bags" / "eval"],
         out / "dataset_eval",
-        DataConfig(val_fraction=0.0, episode_success=episode_success),
+        DataConfig(val_fraction=0.0, episode_success=cfg.episode_success),
         log=print,
     )
     for name, s in (("training", train_summary), ("held-out", eval_summary)):
@@ -375,7 +374,7 @@ def run_demo(cfg: DemoConfig) -> int:
             f"  {name}: {s['samples']} samples; train {c['train']['frames_positive']} success / "
             f"{c['train']['frames_negative']} failure frames, val {c['val']['frames_positive']} / "
             f"{c['val']['frames_negative']}; passes through the goal (train/val, counted as "
-            f"{'successes' if episode_success == 'once' else 'failures'}): "
+            f"{'successes' if cfg.episode_success == 'once' else 'failures'}): "
             f"{c['train']['episodes_transient']}/{c['val']['episodes_transient']}"
         )
     timings["process_s"] = time.monotonic() - t
