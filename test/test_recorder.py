@@ -223,6 +223,64 @@ def test_routing_is_by_stamp_whatever_the_arrival_order(tmp_path):
     assert rec.late == 1
 
 
+def _topic_counts(bag: Path) -> dict[str, int]:
+    with AnyReader([bag]) as reader:
+        return {c.topic: c.msgcount for c in reader.connections}
+
+
+def test_an_ended_episode_waits_for_every_topic_to_reach_its_end(tmp_path):
+    """A topic's last message (a DDS resend, a busy executor) arriving after the end event
+    has been routed is still the episode's: it closes once every topic has reached its end
+    stamp, and the next episode's messages wait until then."""
+    rec = EpisodeRecorder(tmp_path, reorder_window=0.3, close_timeout=5.0)
+    start, end = EventInfo(START, "START"), EventInfo(END, "SUCCESS", 1)
+    for it in [
+        _item(10, "/ev", START, ev=start),
+        _item(10),
+        _item(10, "/y"),
+        _item(20),
+        _item(20, "/ev", END, ev=end),
+    ]:
+        rec.put(it)
+    rec.process(now=1.0)  # the end is routed; /y has not reached stamp 20
+    assert rec.open is not None and rec.open.closing is not None
+    rec.put(_item(30, "/ev", START, ev=EventInfo(START, "START"), received=1.0))  # the next episode
+    rec.put(_item(30, received=1.0))
+    rec.process(now=2.0)
+    assert rec.open.index == 0  # the next start waits for the ended episode to close
+    rec.put(_item(20, "/y", received=2.0))  # its last frame, 1 s after the end event
+    rec.process(now=2.5)
+    assert rec.open is not None and rec.open.index == 1  # closed, and the next one started
+    assert rec.late == 0 and rec.closed_by_timeout == 0
+    assert _topic_counts(tmp_path / "success" / "episode_000000") == {"/ev": 2, "/x": 2, "/y": 2}
+    info = json.loads((tmp_path / "success" / "episode_000000" / "episode.json").read_text())
+    assert info["end_stamp_ns"] == 20 and info["label"] == "success"
+
+
+def test_an_ended_episode_closes_at_close_timeout_and_keeps_its_label(tmp_path):
+    rec = EpisodeRecorder(tmp_path, reorder_window=0.3, close_timeout=2.0)
+    start, end = EventInfo(START, "START"), EventInfo(END, "FAILURE", 0)
+    for it in [_item(10, "/ev", START, ev=start), _item(10, "/y"), _item(15), _item(20, "/ev", END, ev=end)]:
+        rec.put(it)
+    rec.process(now=1.0)
+    rec.process(now=2.9)  # /x and /y never reach 20: waits until 1.0 + close_timeout
+    assert rec.open is not None
+    rec.process(now=3.0)
+    assert rec.open is None and rec.closed_by_timeout == 1
+    assert _topic_counts(tmp_path / "failure" / "episode_000000") == {"/ev": 2, "/x": 1, "/y": 1}
+    rec.put(_item(19, received=3.0))  # later still: late, counted
+    rec.process(now=4.0)
+    assert rec.late == 1
+    # stopping the recorder while an ended episode waits: it keeps its own end, not aborted
+    for it in [_item(30, "/ev", START, ev=start, received=4.0), _item(30, "/y", received=4.0)]:
+        rec.put(it)
+    rec.put(_item(40, "/ev", END, ev=EventInfo(END, "SUCCESS", 1), received=4.0))
+    rec.process(now=5.0)
+    assert rec.open is not None and rec.open.closing is not None
+    assert rec.abort("stopped") is None  # nothing was still recording
+    assert (tmp_path / "success" / "episode_000001").is_dir() and not (tmp_path / "aborted").exists()
+
+
 def test_a_full_queue_drops_and_counts_but_keeps_events(tmp_path):
     rec = EpisodeRecorder(tmp_path, max_queue_bytes=25)  # items of 10 bytes
     assert rec.put(_item(1)) and rec.put(_item(2))

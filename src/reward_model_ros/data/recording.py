@@ -8,6 +8,13 @@ stamp (both inclusive; the simulation bridge stamps START with the first frame's
 the end with the last one's). Messages without a header are stamped with the receiving
 node's clock (simulation time under use_sim_time).
 
+An ended episode closes once every stamped topic it recorded has delivered a message
+stamped at or after its end (and nothing stamped before its end still waits in the queue),
+or `close_timeout` seconds after its end event was routed, whichever comes first: a
+message repaired by DDS (a reliable sample resent after a heartbeat) or held up by a busy
+executor can arrive well after the end event, and the last frames of an episode are its
+ground truth. Messages stamped after the end wait until it has closed.
+
 Layout under `save_dir`: `incomplete/episode_NNNNNN/` while recording, then
 `success/`, `failure/` or `aborted/` (no label: stopped, crashed, disk full); each folder a
 rosbag2 bag (MCAP by default) with `episode.json` beside metadata.yaml (written at the start
@@ -87,6 +94,18 @@ class Item:
     log_ns: int = field(compare=False)
     """the bag timestamp (receipt time on the node's clock, as ros2 bag record does)"""
     event: EventInfo | None = field(default=None, compare=False)
+    stamped: bool = field(default=True, compare=False)
+    """stamp_ns is the message's header stamp (False: its receipt time, no header)"""
+
+
+@dataclass
+class _Closing:
+    """An episode whose end event has been routed, waiting for its topics' last messages."""
+
+    end: EventInfo
+    end_ns: int
+    deadline: float
+    """time.monotonic() after which it closes whatever is missing"""
 
 
 @dataclass
@@ -98,6 +117,9 @@ class _Open:
     start_ns: int
     wall_start: float
     last_stamp_ns: int = 0
+    topics: set[str] = field(default_factory=set)
+    """topics with header stamps written into it: an ended episode waits for each"""
+    closing: _Closing | None = None
 
 
 class DiskReserve:
@@ -169,6 +191,7 @@ class EpisodeRecorder:
         save_dir: Path,
         storage: str = "mcap",
         reorder_window: float = 0.3,
+        close_timeout: float = 5.0,
         max_queue_bytes: int = 1 << 30,
         image_topics: tuple[str, ...] = (),
         on_closed: Callable[[dict[str, Any]], None] | None = None,
@@ -193,6 +216,11 @@ class EpisodeRecorder:
         """episode.json of the episode closed last"""
         self.storage = storage
         self.window = reorder_window
+        self.close_timeout = close_timeout
+        """seconds an ended episode waits for its topics' messages up to its end stamp"""
+        self.closed_by_timeout = 0
+        """episodes closed by close_timeout with some topic's last messages missing"""
+        self._latest: dict[str, int] = {}  # per stamped topic, the latest stamp that arrived
         self.max_queue_bytes = max_queue_bytes
         self.image_topics = set(image_topics)
         self.on_closed = on_closed
@@ -254,6 +282,8 @@ class EpisodeRecorder:
     # --- input ------------------------------------------------------------------------
     def put(self, item: Item) -> bool:
         with self._lock:
+            if item.stamped and item.stamp_ns > self._latest.get(item.topic, -1):
+                self._latest[item.topic] = item.stamp_ns
             if self._queued_bytes + len(item.data) > self.max_queue_bytes and item.event is None:
                 self.dropped_queue += 1
                 self._ep_dropped += 1
@@ -283,17 +313,60 @@ class EpisodeRecorder:
                 if ready:
                     self._queue = [i for i in self._queue if now - i.received < self.window]
             self._queued_bytes -= sum(len(i.data) for i in ready)
-        for item in sorted(ready):
-            self._route(item)
+        ready.sort()
+        for n, item in enumerate(ready):
+            ep = self.open
+            if ep is not None and ep.closing is not None and item.stamp_ns > ep.closing.end_ns:
+                # after the end of an episode that still waits for its last messages
+                if not self._finish_closing(now, force=everything):
+                    self._requeue(ready[n:])
+                    return
+            self._route(item, now)
+        if self.open is not None and self.open.closing is not None:
+            self._finish_closing(now, force=everything)
 
-    def _route(self, item: Item) -> None:
+    def _requeue(self, items: list[Item]) -> None:
+        with self._lock:
+            self._queue.extend(items)
+            self._queued_bytes += sum(len(i.data) for i in items)
+
+    def _finish_closing(self, now: float, force: bool = False) -> bool:
+        """Close the ended episode once its topics have delivered their messages up to its
+        end, or at its deadline (or `force`); whether it is closed."""
+        ep = self.open
+        closing = ep.closing
+        with self._lock:
+            latest = dict(self._latest)
+            pending = any(i.stamp_ns <= closing.end_ns for i in self._queue)
+        missing = sorted(t for t in ep.topics if latest.get(t, -1) < closing.end_ns)
+        if not force and (pending or missing):
+            if now < closing.deadline:
+                return False
+            self.closed_by_timeout += 1
+            self.log.info(
+                f"episode {ep.index} closed {self.close_timeout:g} s after its end event: "
+                + (
+                    "messages stamped before its end were still waiting to be routed"
+                    if pending
+                    else f"nothing stamped at or after its end arrived on {', '.join(missing)}"
+                )
+                + " (anything stamped before its end that arrives now is counted late)"
+            )
+        self._close(closing.end, closing.end_ns)
+        return True
+
+    def _route(self, item: Item, now: float = 0.0) -> None:
         ev = item.event
         if ev is not None and ev.kind == START:
             if self.open is not None:
-                self._close(
-                    EventInfo(END, "ABORT", -1, message="a new episode started before this one ended"),
-                    item.stamp_ns,
-                )
+                closing = self.open.closing
+                if closing is not None:  # ended: it keeps its own end
+                    self._close(closing.end, closing.end_ns)
+                else:
+                    self._close(
+                        EventInfo(END, "ABORT", -1, message="a new episode started before this one ended"),
+                        item.stamp_ns,
+                    )
             if self._begin(item.stamp_ns, ev):
                 self._write(item)
             return
@@ -307,13 +380,17 @@ class EpisodeRecorder:
             self._ep_late += 1
             return
         self._write(item)
-        if ev is not None and ev.kind == END and self.open is not None:  # (not closed by a full disk)
-            self._close(ev, item.stamp_ns)
+        ep = self.open
+        if ev is not None and ev.kind == END and ep is not None and ep.closing is None:
+            # (ep is None: closed by a full disk) closed once its topics have caught up
+            ep.closing = _Closing(ev, item.stamp_ns, now + self.close_timeout)
 
     def _write(self, item: Item) -> None:
         ep = self.open
         w = ep.writer
         ep.last_stamp_ns = max(ep.last_stamp_ns, item.stamp_ns)
+        if item.stamped:
+            ep.topics.add(item.topic)
         if item.topic not in w.connections:
             w.add_topic(item.topic, item.msgtype)
         try:

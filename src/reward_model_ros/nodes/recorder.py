@@ -121,6 +121,14 @@ PARAMETERS = (
         in_range(0.0, 10.0),
     ),
     Param(
+        "close_timeout",
+        5.0,
+        "seconds an ended episode waits for a message stamped at or after its end on every topic it "
+        "recorded (a DDS resend comes up to a heartbeat period, 3 s by default, late); it closes as "
+        "soon as they are all there",
+        in_range(0.0, 60.0),
+    ),
+    Param(
         "max_queue_mb",
         1024,
         "messages waiting to be written, at most (beyond: dropped and counted)",
@@ -163,6 +171,7 @@ class RecorderNode(Node):
             self.save_dir,
             storage=p["storage"],
             reorder_window=p["reorder_window"],
+            close_timeout=p["close_timeout"],
             max_queue_bytes=p["max_queue_mb"] * 2**20,
             image_topics=tuple(self.resolve_topic_name(t) for t in p["image_topics"]),
             on_closed=self._on_closed,
@@ -239,7 +248,8 @@ class RecorderNode(Node):
 
     def _on_message(self, topic: str, msgtype: str, data: bytes) -> None:
         now_ns = self.get_clock().now().nanoseconds
-        stamp = header_stamp_ns(data) if self._header_types.get(topic) else now_ns
+        stamped = bool(self._header_types.get(topic))
+        stamp = header_stamp_ns(data) if stamped else now_ns
         event = None
         order = DATA
         if topic == self.event_topic:
@@ -258,7 +268,9 @@ class RecorderNode(Node):
                 source_episode=msg.episode_index,
                 message=msg.message,
             )
-        self.recorder.put(Item(stamp, order, 0, topic, msgtype, data, time.monotonic(), now_ns, event))
+        self.recorder.put(
+            Item(stamp, order, 0, topic, msgtype, data, time.monotonic(), now_ns, event, stamped)
+        )
 
     # --- services -----------------------------------------------------------------------
     def _on_start(self, request, response):
@@ -325,6 +337,10 @@ class RecorderNode(Node):
             self.recorder.min_free_bytes = changes["min_free_disk_mb"] * 2**20
         if "disk_horizon" in changes:
             self.recorder.disk_horizon = changes["disk_horizon"]
+        if "reorder_window" in changes:
+            self.recorder.window = changes["reorder_window"]
+        if "close_timeout" in changes:
+            self.recorder.close_timeout = changes["close_timeout"]
 
     def _on_closed(self, info: dict) -> None:
         c = self.recorder.counts
@@ -367,6 +383,7 @@ class RecorderNode(Node):
             "queued_mb": queued[1] / 2**20,
             "dropped_queue_full": r.dropped_queue,
             "arrived_late": r.late,
+            "episodes_closed_by_timeout": r.closed_by_timeout,
             "topics_subscribed": len(self.subscribed),
             "topics_wanted": len(self.topics),
         }
@@ -385,7 +402,7 @@ class RecorderNode(Node):
         if now != self._last_report:
             self.get_logger().warning(
                 f"could not keep up: {now[0]} messages dropped (write queue full), {now[1]} arrived after "
-                "their episode was closed (raise reorder_window)"
+                "their episode was closed (raise close_timeout; reorder_window for messages stamped before an episode's start)"
             )
             self._last_report = now
 
