@@ -316,11 +316,11 @@ class EpisodeRecorder:
         ready.sort()
         for n, item in enumerate(ready):
             ep = self.open
-            if ep is not None and ep.closing is not None and item.stamp_ns > ep.closing.end_ns:
-                # after the end of an episode that still waits for its last messages
-                if not self._finish_closing(now, force=everything):
-                    self._requeue(ready[n:])
-                    return
+            after_end = ep is not None and ep.closing is not None and item.stamp_ns > ep.closing.end_ns
+            # after the end of an episode that still waits for its last messages: not yet
+            if after_end and not self._finish_closing(now, force=everything):
+                self._requeue(ready[n:])
+                return
             self._route(item, now)
         if self.open is not None and self.open.closing is not None:
             self._finish_closing(now, force=everything)

@@ -402,7 +402,8 @@ class RecorderNode(Node):
         if now != self._last_report:
             self.get_logger().warning(
                 f"could not keep up: {now[0]} messages dropped (write queue full), {now[1]} arrived after "
-                "their episode was closed (raise close_timeout; reorder_window for messages stamped before an episode's start)"
+                "their episode was closed (raise close_timeout; reorder_window for messages stamped "
+                "before an episode's start)"
             )
             self._last_report = now
 
