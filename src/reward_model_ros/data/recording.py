@@ -336,9 +336,8 @@ class EpisodeRecorder:
         ep = self.open
         closing = ep.closing
         with self._lock:
-            latest = dict(self._latest)
             pending = any(i.stamp_ns <= closing.end_ns for i in self._queue)
-        missing = sorted(t for t in ep.topics if latest.get(t, -1) < closing.end_ns)
+            missing = sorted(t for t in ep.topics if self._latest.get(t, -1) < closing.end_ns)
         if not force and (pending or missing):
             if now < closing.deadline:
                 return False
@@ -355,7 +354,7 @@ class EpisodeRecorder:
         self._close(closing.end, closing.end_ns)
         return True
 
-    def _route(self, item: Item, now: float = 0.0) -> None:
+    def _route(self, item: Item, now: float) -> None:
         ev = item.event
         if ev is not None and ev.kind == START:
             if self.open is not None:
