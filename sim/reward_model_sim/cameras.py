@@ -19,8 +19,8 @@ import numpy as np
 SIDE_CAMERA = "side_camera"
 # PickCube's and PushCube's goal region seen from the robot's left: across the front camera's
 # line of sight (which runs along -x), so that depth along it becomes left-right in this view
-DEFAULT_SIDE_POSE = (0.0, 0.6, 0.3, 0.0, 0.0, 0.15)
-DEFAULT_SIDE_FOV = 1.1
+DEFAULT_SIDE_POSE = (-0.03, 0.55, 0.2, -0.03, 0.0, 0.16)
+DEFAULT_SIDE_FOV = 0.8
 
 
 @dataclass(frozen=True)
