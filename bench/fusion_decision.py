@@ -3,7 +3,7 @@ threshold and debounce chosen on its validation episodes (as `train` chooses the
 the held-out frames.
 
     python bench/fusion_decision.py --data runs/pick2cam/dataset --eval runs/pick2cam/dataset_eval \
-        --checkpoints runs/pick2cam/train/best_model [--fusions mean min max]
+        --checkpoints runs/pick2cam/train/best_model [--fusions logit mean min max]
 
 For every checkpoint and fusion: the validation split of --data and every frame of --eval are
 scored with reward_node's scorer and that fusion of the per-camera probabilities;
@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threshold_rules import judge, split_scores
 
+from reward_model_ros.core.reward import FUSIONS
 from reward_model_ros.training.evaluate import DEBOUNCES
 
 
@@ -29,7 +30,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, required=True, help="the checkpoints' training dataset")
     ap.add_argument("--eval", type=Path, required=True, help="held-out dataset: every frame is scored")
     ap.add_argument("--checkpoints", type=Path, nargs="+", required=True)
-    ap.add_argument("--fusions", nargs="+", default=["mean", "min", "max"])
+    ap.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS)
     args = ap.parse_args()
 
     from reward_model_ros.core.checkpoint import load_checkpoint

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from reward_model_ros.core.reward import DEFAULT_FUSION
 from reward_model_ros.training.evaluate import DEBOUNCES
 
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)  # the grid of metrics.best_accuracy_threshold
@@ -109,7 +110,7 @@ def shortest_safe_debounce(episodes, threshold: float) -> int:
     return DEBOUNCES[-1] if d is None else d
 
 
-def split_scores(ckpt, data: Path, split: str, fusion: str = "mean"):
+def split_scores(ckpt, data: Path, split: str, fusion: str = DEFAULT_FUSION):
     from reward_model_ros.data.dataset import read_manifest
     from reward_model_ros.training.evaluate import score_rows
 

@@ -114,6 +114,13 @@ def test_bad_reward_config(kwargs, match):
 
 def test_fuse():
     assert fuse([0.2, 0.8], "mean") == pytest.approx(0.5)
+    # logit: the mean of the logits, so symmetric odds cancel and a camera at 0.5 halves the
+    # other's logit instead of pulling its probability halfway to 0.5
+    assert fuse([0.2, 0.8], "logit") == pytest.approx(0.5)
+    assert fuse([0.9, 0.5], "logit") == pytest.approx(0.75)  # sigmoid(log(9) / 2) = 3 / 4
+    assert fuse([0.9, 0.5], "mean") == pytest.approx(0.7)
+    assert fuse([0.37], "logit") == 0.37
+    assert 0.0 < fuse([1.0, 0.0, 1.0], "logit") < 1.0  # saturated cameras stay finite
     assert fuse([0.2, 0.8], "min") == 0.2 and fuse([0.2, 0.8], "max") == 0.8
     with pytest.raises(ConfigError, match="camera_fusion='median'"):
         fuse([0.1], "median")

@@ -197,7 +197,7 @@ def test_decision_settings_come_from_parameters_then_the_recommendation_then_the
     cfg = ModelConfig(arch="resnet10", image_size=[3, 32, 32])
     path = save_checkpoint(tmp_path / "c", untrained(cfg, 0.5).model, 0.42)
     plain = decision_settings(load_checkpoint(path))
-    assert (plain.reward_threshold, plain.debounce_frames, plain.camera_fusion) == (0.42, 1, "mean")
+    assert (plain.reward_threshold, plain.debounce_frames, plain.camera_fusion) == (0.42, 1, "logit")
     assert "validation threshold" in plain.source and "no recommendation stored" in plain.source
     store_validation_decision(path, 0.47, 3, {"reason": "this test"})  # what train stores
     trained = decision_settings(load_checkpoint(path))
@@ -227,3 +227,24 @@ def test_debug_image_save_dir_is_the_default_of_model_debug_save_dir(trained, tm
     assert cv2.imread(str(written[0])).shape == (32, 32, 3)  # the model input, cropped and resized
     explicit, _ = predict_files(best, [data / "images"], debug_dir=str(tmp_path / "mine"))
     assert len(list((tmp_path / "mine").rglob("*.png"))) == len(explicit)
+
+
+def test_train_evaluate_and_reward_node_fuse_cameras_alike_by_default(tmp_path):
+    """train chooses the stored threshold on score_rows' fused probabilities; reward_node and
+    the RL reward publish RewardPipeline's with decision_settings' fusion. One default for all,
+    or the stored threshold is applied to another probability than the one it was chosen on."""
+    import inspect
+
+    from reward_model_ros.core.pipeline import RewardPipeline
+    from reward_model_ros.core.reward import DEFAULT_FUSION
+    from reward_model_ros.training.evaluate import score_rows
+
+    cfg = ModelConfig(arch="resnet10", image_size=[3, 32, 32], camera_names=["front", "side"])
+    path = save_checkpoint(tmp_path / "c", untrained(cfg, 0.5).model, 0.5)
+    defaults = {
+        "decision_settings": decision_settings(load_checkpoint(path)).camera_fusion,
+        "score_rows": inspect.signature(score_rows).parameters["fusion"].default,
+        "evaluate": inspect.signature(evaluate).parameters["fusion"].default,
+        "RewardPipeline": inspect.signature(RewardPipeline).parameters["fusion"].default,
+    }
+    assert set(defaults.values()) == {DEFAULT_FUSION}, defaults

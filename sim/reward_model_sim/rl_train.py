@@ -59,7 +59,7 @@ class RewardSection:
     debounce_frames: int = -1
     """-1 = the checkpoint's recommended debounce"""
     camera_fusion: str = ""
-    """empty = the checkpoint's recommended fusion"""
+    """empty = the checkpoint's recommended fusion (`logit` without one)"""
     success_reward: float = 1.0
     """model reward on success"""
     fail_reward: float = 0.0

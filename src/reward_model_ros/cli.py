@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from reward_model_ros.core.config import OPTIMIZE, PRECISIONS
+from reward_model_ros.core.reward import DEFAULT_FUSION, FUSIONS
 
 
 def _print_results(results) -> None:
@@ -616,7 +617,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ev.add_argument("--logs", type=Path, default=None, help="TensorBoard log dir for the loss curves")
     ev.add_argument(
-        "--fusion", default="mean", choices=("mean", "min", "max"), help="camera fusion, as reward_node's"
+        "--fusion",
+        default=DEFAULT_FUSION,
+        choices=FUSIONS,
+        help=f"camera fusion, as reward_node's (default {DEFAULT_FUSION}: the mean of the cameras' logits)",
     )
     ev.add_argument(
         "--store",

@@ -48,6 +48,7 @@ import torch
 from reward_model_ros.core import quantize
 from reward_model_ros.core.config import ConfigError, ModelConfig
 from reward_model_ros.core.model import ResNetRewardModel, resolve_inference
+from reward_model_ros.core.reward import DEFAULT_FUSION, FUSIONS
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,6 @@ class Checkpoint:
         return float(self.model.temperature)
 
 
-FUSIONS = ("mean", "min", "max")
-
-
 @dataclass(frozen=True)
 class DecisionSettings:
     """Threshold, debounce and camera fusion for scoring with a checkpoint, and where each came from."""
@@ -106,7 +104,7 @@ def decision_settings(
 ) -> DecisionSettings:
     """Explicit values (threshold >= 0, debounce >= 1, fusion non-empty) win; the rest come from
     the checkpoint's `recommended` settings, else train's validation threshold and debounce
-    (`validation_decision`; no debounce without it), mean."""
+    (`validation_decision`; no debounce without it), DEFAULT_FUSION."""
     rec = ckpt.recommended or {}
     parts = []
 
@@ -128,7 +126,7 @@ def decision_settings(
         ckpt.debounce,
         "chosen on validation episodes by train" if ckpt.debounce > 1 else "off",
     )
-    f = pick("fusion", fusion, bool(fusion), "mean", "default")
+    f = pick("fusion", fusion, bool(fusion), DEFAULT_FUSION, "default")
     where = f"; recommended by {rec.get('source', 'evaluate')}" if rec else "; no recommendation stored"
     return DecisionSettings(float(t), int(d), str(f), ", ".join(parts) + where)
 
@@ -278,7 +276,7 @@ def _check_recommended(rec: Any, path: Path) -> dict[str, Any] | None:
         and 0.0 <= rec["reward_threshold"] <= 1.0
         and isinstance(rec.get("debounce_frames"), int)
         and rec["debounce_frames"] >= 1
-        and rec.get("camera_fusion", "mean") in FUSIONS
+        and rec.get("camera_fusion", DEFAULT_FUSION) in FUSIONS
     )
     if not ok:
         raise CheckpointError(

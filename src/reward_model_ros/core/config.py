@@ -60,7 +60,7 @@ class ModelConfig:
     crop_boxes are keyed by these names and reward_node maps its image topics to them"""
     multi_view: str = "late"
     """how several cameras are judged: late (each camera's frame is scored alone and the
-    decision's camera_fusion, mean/min/max, combines the probabilities) or joint (one shared
+    decision's camera_fusion, logit/mean/min/max, combines the probabilities) or joint (one shared
     backbone encodes every camera's frame and the head sees all their features at once: one
     probability per frame set, so a view that shows failure can outweigh one that looks like
     success). Joint models need one frame of each of camera_names per set"""

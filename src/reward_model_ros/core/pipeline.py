@@ -18,7 +18,7 @@ import numpy as np
 
 from reward_model_ros.core.cameras import serve_cameras
 from reward_model_ros.core.checkpoint import DecisionSettings, decision_settings
-from reward_model_ros.core.reward import RewardConfig, RewardMapper, fuse
+from reward_model_ros.core.reward import DEFAULT_FUSION, RewardConfig, RewardMapper, fuse
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.core.validity import ValidityConfig
 
@@ -64,7 +64,7 @@ def invalid_score(reasons: Sequence[str | None], cameras: Sequence[str]) -> SetS
 
 
 class RewardPipeline:
-    def __init__(self, scorer: FrameScorer, cfg: RewardConfig, fusion: str = "mean") -> None:
+    def __init__(self, scorer: FrameScorer, cfg: RewardConfig, fusion: str = DEFAULT_FUSION) -> None:
         self.scorer = scorer
         self.cfg = cfg.validate()
         self.fusion = fusion

@@ -145,14 +145,34 @@ class RewardMapper:
         self.last_success = False
 
 
+FUSIONS = ("logit", "mean", "min", "max")
+"""how several cameras' probabilities become one (`fuse`)"""
+DEFAULT_FUSION = "logit"
+"""the fusion used without a setting or a stored recommendation. On the PickCube demo's
+two-camera checkpoints (2 training seeds, 4675 held-out frames) it gave ECE 0.022 / 0.014
+against 0.039 / 0.032 for mean, AUROC 0.9989 / 0.9986 against 0.9985 / 0.9976, the same
+failure episodes judged successful and frame accuracy within 0.1 point (docs/benchmarks.md)"""
+
+_EPS = 1e-12
+
+
 def fuse(probabilities: list[float], how: str) -> float:
-    """One probability from several cameras: mean, min (all must agree) or max (any)."""
+    """One probability from several cameras: logit (the mean of the cameras' logits, i.e. the
+    geometric mean of their odds: each camera's evidence adds, and a confident camera is not
+    pulled to the middle by an unsure one as the mean of probabilities pulls it), mean, min (all
+    must agree) or max (any). One camera's probability is returned as it is by each."""
     if not probabilities:
         raise ValueError("no probabilities to fuse")
+    if how == "logit":
+        if len(probabilities) == 1:
+            return float(probabilities[0])
+        p = [min(max(float(q), _EPS), 1.0 - _EPS) for q in probabilities]
+        z = sum(math.log(q) - math.log1p(-q) for q in p) / len(p)
+        return float(1.0 / (1.0 + math.exp(-z)))
     if how == "mean":
         return float(sum(probabilities) / len(probabilities))
     if how == "min":
         return float(min(probabilities))
     if how == "max":
         return float(max(probabilities))
-    raise ConfigError(f"camera_fusion={how!r}: must be one of mean, min, max")
+    raise ConfigError(f"camera_fusion={how!r}: must be one of {', '.join(FUSIONS)}")

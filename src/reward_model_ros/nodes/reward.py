@@ -1,7 +1,7 @@
 """reward_node: camera frames in, success probability and reward out, for every frame.
 
 Frames from one or more image topics are matched by time (several cameras), scored by the
-success classifier in a worker thread, fused (mean/min/max) and mapped to a reward; the
+success classifier in a worker thread, fused (logit/mean/min/max) and mapped to a reward; the
 result goes out as `reward` (reward_msgs/RewardStamped, header copied from the frame).
 
 Stale-frame policy: latest wins. The subscription callbacks only hand the newest
@@ -44,6 +44,8 @@ from reward_model_ros.core.pipeline import (
 )
 from reward_model_ros.core.reward import (
     COMBINE_MODES,
+    DEFAULT_FUSION,
+    FUSIONS,
     REWARD_MODES,
     RewardConfig,
     decide,
@@ -140,9 +142,9 @@ PARAMETERS = (
     Param(
         "camera_fusion",
         "",
-        "how per-camera probabilities become one: mean | min | max; empty = the checkpoint's "
-        "recommended (mean without one)",
-        one_of("", "mean", "min", "max"),
+        "how per-camera probabilities become one: logit (the mean of their logits) | mean | min | "
+        f"max; empty = the checkpoint's recommended ({DEFAULT_FUSION} without one)",
+        one_of("", *FUSIONS),
     ),
     Param(
         "episode_event_topic",

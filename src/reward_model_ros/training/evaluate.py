@@ -29,7 +29,7 @@ from reward_model_ros.core.checkpoint import (
     validation_failure_bounds,
 )
 from reward_model_ros.core.debug import debug_writer
-from reward_model_ros.core.reward import Debouncer, decide, fuse
+from reward_model_ros.core.reward import DEFAULT_FUSION, Debouncer, decide, fuse
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
@@ -42,7 +42,7 @@ DEBOUNCES = list(range(1, 9))  # swept when --debounce is not given (frames; 8 =
 
 
 def score_rows(
-    ckpt, rows: list[dict], root: Path, fusion: str = "mean", batch: int = 64
+    ckpt, rows: list[dict], root: Path, fusion: str = DEFAULT_FUSION, batch: int = 64
 ) -> tuple[np.ndarray, list[str]]:
     """Fused success probability per sample, and why a sample is invalid ('' when valid):
     the same FrameScorer (validity checks, crop boxes by camera name, resize, model) and
@@ -78,7 +78,7 @@ def evaluate(
     out: Path | None = None,
     debounce: int | None = None,
     logs: Path | None = None,
-    fusion: str = "mean",
+    fusion: str = DEFAULT_FUSION,
     store: bool = True,
     allow_trained_episodes: bool = False,
     model_overrides: dict[str, Any] | None = None,
