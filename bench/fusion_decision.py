@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from threshold_rules import judge, split_scores
 
 from reward_model_ros.core.reward import FUSIONS
-from reward_model_ros.training.evaluate import DEBOUNCES
+from reward_model_ros.training.evaluate import DECISION_DEBOUNCES
 
 
 def main() -> None:
@@ -50,7 +50,7 @@ def main() -> None:
         for fusion in args.fusions:
             val = split_scores(ckpt, args.data, "val", fusion)
             held = split_scores(ckpt, args.eval, "all", fusion)
-            t, d, _ = M.validation_decision(val[0], val[1], val[2], DEBOUNCES)
+            t, d, _ = M.validation_decision(val[0], val[1], val[2], DECISION_DEBOUNCES)
             r = judge(*held, t, d)
             fooled = [
                 modes.get(o.episode, "")

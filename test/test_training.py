@@ -72,7 +72,7 @@ def test_a_tiny_run_learns_a_separable_set_and_saves_a_loadable_checkpoint(datas
     # threshold and debounce are chosen on the validation episodes as reward_node scores them
     # (the served precision and temperature), not on the training-time model's probabilities
     from reward_model_ros.data.dataset import read_manifest
-    from reward_model_ros.training.evaluate import DEBOUNCES, score_rows
+    from reward_model_ros.training.evaluate import DEBOUNCES, DECISION_DEBOUNCES, MIN_DEBOUNCE, score_rows
 
     decided = json.loads((tmp_path / "run" / "best_model" / "config.json").read_text())["validation_decision"]
     assert decided["scored_as"] == best.config.precision and decided["temperature"] == best.temperature
@@ -82,7 +82,13 @@ def test_a_tiny_run_learns_a_separable_set_and_saves_a_loadable_checkpoint(datas
     probs, _ = score_rows(best, val_rows, dataset)
     labels = np.array([r["label"] for r in val_rows])
     episodes = M.episodes_of(val_rows, labels, probs)
-    assert (best.threshold, best.debounce) == M.validation_decision(labels, probs, episodes, DEBOUNCES)[:2]
+    assert (best.threshold, best.debounce) == M.validation_decision(
+        labels, probs, episodes, DECISION_DEBOUNCES
+    )[:2]
+    # these separable episodes need no debounce; train still stores the floor: a single frame
+    # above the threshold is what a cube carried through the goal gives
+    assert best.debounce == MIN_DEBOUNCE == 2
+    assert M.shortest_safe_debounce(episodes, best.threshold, DEBOUNCES) == 1
     assert decided["episodes"] == len(episodes) == 4 and decided["failure_episodes_judged_successful"] == 0
     # and what keeps evaluate's later recommendations safe on these failure episodes
     bounds = M.failure_run_bounds(episodes, DEBOUNCES)
@@ -412,9 +418,9 @@ def test_evaluate_and_predict_commands(dataset, tmp_path):
     assert served["recommendation_also_safe_on"].startswith("nothing else")  # no bounds stored there
     # validation failure episodes the evaluated set lacks (a cube that slid through the goal): the
     # recommendation must not be fooled by them either. Here they fool debounces 1 and 2 at any
-    # threshold, while this separable set alone would recommend debounce 1
+    # threshold, while this separable set alone would recommend the floor, debounce 2
     assert (
-        report["debounce"] == 1 and report["recommendation_also_safe_on"] == "train's 4 validation episodes"
+        report["debounce"] == 2 and report["recommendation_also_safe_on"] == "train's 4 validation episodes"
     )
     fooled = shutil.copytree(other, tmp_path / "fooled")
     by_debounce = {"1": 0.999, "2": 0.999, **{str(d): 0.0 for d in range(3, 9)}}

@@ -588,7 +588,7 @@ class Trainer:
         threshold chosen during training was on the training-time model's probabilities), and
         store them (metrics.validation_decision)."""
         from reward_model_ros.core.checkpoint import CheckpointError, store_validation_decision
-        from reward_model_ros.training.evaluate import DEBOUNCES, score_rows
+        from reward_model_ros.training.evaluate import DEBOUNCES, DECISION_DEBOUNCES, score_rows
 
         best = self.out / "best_model"
         rows = getattr(self, "val_rows", [])
@@ -602,7 +602,7 @@ class Trainer:
             return None
         labels = np.array([r["label"] for r in rows], int)
         episodes = M.episodes_of(rows, labels, probs)
-        threshold, debounce, why = M.validation_decision(labels, probs, episodes, DEBOUNCES)
+        threshold, debounce, why = M.validation_decision(labels, probs, episodes, DECISION_DEBOUNCES)
         outcomes = M.episode_outcomes(episodes, threshold, debounce)
         details = {
             "frames": len(rows),
