@@ -321,8 +321,8 @@ def validation_decision(
     if debounce is not None:
         failures = sum(e[0] == 0 for e in episodes.values())
         why = (
-            f"best balanced accuracy; debounce {debounce}: the shortest of {min(debounces)} to {max(debounces)} "
-            f"that judges none of {failures} validation failure episodes successful"
+            f"best balanced accuracy; debounce {debounce}: the shortest of {min(debounces)} to "
+            f"{max(debounces)} that judges none of {failures} validation failure episodes successful"
         )
         return threshold, debounce, why
     _, (t, d) = threshold_sweep(labels, probs, episodes, debounces)
