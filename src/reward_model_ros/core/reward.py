@@ -150,7 +150,7 @@ FUSIONS = ("logit", "mean", "min", "max")
 DEFAULT_FUSION = "logit"
 """the fusion used without a setting or a stored recommendation. On the PickCube demo's
 two-camera checkpoints (2 training seeds, 4675 held-out frames) it gave ECE 0.022 / 0.014
-against 0.039 / 0.032 for mean, AUROC 0.9989 / 0.9986 against 0.9985 / 0.9976, the same
+against 0.039 / 0.032 for mean, AUROC 0.9989 / 0.9985 against 0.9985 / 0.9976, the same
 failure episodes judged successful and frame accuracy within 0.1 point (docs/benchmarks.md)"""
 
 _EPS = 1e-12
