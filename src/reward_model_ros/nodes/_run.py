@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,17 +71,36 @@ def print_help(factory: Callable[[], Any]) -> None:
             print(f"  {p.name:<{width}}  {default:<14} {p.description}{ro}")
 
 
-def shutdown_race(exc: BaseException, context_ok: bool) -> bool:
+def shutdown_race(exc: BaseException, context_down: Callable[[], bool], wait_s: float = 2.0) -> bool:
     """Whether `exc`, raised out of the executor, is only a Ctrl-C / SIGTERM racing it.
 
-    rclpy's signal handler shuts the context down from whatever point the executor has reached.
-    Between two iterations the next wait set fails with RCLError ("the given context is not
-    valid"); inside one, the take of a message that was ready finds its handles gone and
-    pybind11 raises RuntimeError ("Unable to convert call argument '0' to Python object",
-    seen in CI on rl_trainer). Both are a clean shutdown once the context is down. The same
-    errors while the context is still up are real failures and propagate.
+    rclpy's signal handler raises KeyboardInterrupt in the main thread and shuts the context
+    down from its own thread. Between two iterations the next wait set fails with RCLError
+    ("the given context is not valid"); inside one, the take of a message that was ready is
+    interrupted and pybind11 raises RuntimeError ("Unable to convert call argument '0' to
+    Python object", seen in CI on rl_trainer). That error can reach us *before* the signal
+    thread has shut the context down (CI, stop 34: the check found the context still up and
+    rl_trainer exited 1), so an RCLError / RuntimeError counts as a shutdown when the context
+    is down now or goes down within `wait_s`. The same errors with the context still up after
+    that are real failures and propagate (`wait_s` later).
     """
-    return not context_ok and type(exc).__name__ in ("RCLError", "RuntimeError")
+    if type(exc).__name__ not in ("RCLError", "RuntimeError"):
+        return False
+    deadline = time.monotonic() + wait_s
+    while not context_down():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def _context_down() -> bool:
+    import rclpy
+
+    try:
+        return not rclpy.ok()
+    except Exception:  # a handle already destroyed by the shutdown: down
+        return True
 
 
 def spin_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
@@ -114,7 +134,7 @@ def spin_node(factory: Callable[[], Any], args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:
-        if not shutdown_race(exc, rclpy.ok()):
+        if not shutdown_race(exc, _context_down):
             raise
     finally:
         # A second Ctrl-C (or a launch system's repeated SIGINT) must not interrupt cleanup.

@@ -603,7 +603,10 @@ class RLTrainerNode(Node):
         stamps = [stamp]
         end = "truncated"
         last_success = False  # the model's decision on the latest judged frame
-        while not self._stop.is_set():
+        while True:
+            if self._stop.is_set():  # shutting down (Ctrl-C): not a missing input, not a timeout
+                end = "stopped"
+                break
             action, human = self._action(obs)
             self.counts["interventions"] += human
             self._publish_action(episode, k, action)
@@ -617,6 +620,9 @@ class RLTrainerNode(Node):
                 return ("event", other) if other is not None else None
 
             got = self._wait(next_state, p["step_timeout"])
+            if got is None and self._stop.is_set():
+                end = "stopped"
+                break
             if got is None and self.robot:
                 self.counts["observations_missing"] += 1
                 self._abort(
@@ -639,6 +645,9 @@ class RLTrainerNode(Node):
             next_stamp = got[1]
             next_obs = self.states[next_stamp]
             reward = self._wait(lambda t=next_stamp: self.rewards.get(t), p["reward_timeout"])
+            if reward is None and self._stop.is_set():
+                end = "stopped"
+                break
             if reward is None:
                 self.counts["rewards_missing"] += 1
                 self._abort(
@@ -726,7 +735,7 @@ class RLTrainerNode(Node):
             self.events = [e for e in self.events if e.episode_index != episode]
         if self.monitor is not None and gt:
             record["gt_success"] = any(gt)
-        if end != "aborted" and length:
+        if end not in ("aborted", "stopped") and length:  # a stopped episode's return is partial
             self.logger.episodes([record], self.sac.env_steps)
         now = time.monotonic()
         if now - self._last_log >= self.p["log_interval"]:
