@@ -184,8 +184,8 @@ def test_sigterm_stops_the_demo_and_every_node_it_started(tmp_path, ros_domain):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not (out_dir / "bags" / "train").is_dir():
             time.sleep(0.2)
-        time.sleep(1.0)
-        children = _live_children(demo.pid)
+        while time.monotonic() < deadline and len(children := _live_children(demo.pid)) < 2:
+            time.sleep(0.2)
         assert len(children) >= 2, "the demo started no bridge and recorder"  # both node processes
         demo.send_signal(signal.SIGTERM)
         code = demo.wait(timeout=60)
