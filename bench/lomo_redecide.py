@@ -8,7 +8,8 @@ each model under --run (lomo.json names them): the validation split of the train
 without the modes that model left out, is scored as reward_node scores it (score_rows: the
 checkpoint's precision, temperature and the default fusion), metrics.validation_decision with
 DECISION_DEBOUNCES picks threshold and debounce, and the model's heldout_predictions.jsonl are
-judged at them. Prints the table `reward-model lomo` prints, and writes --run/lomo_redecided.json.
+judged at them. Prints the table `reward-model lomo` prints, and writes --run/lomo_redecided_<rule>.json.
+--rule half_floor judges them as `runner.threshold_rule=half_floor` would have decided.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def _jsonl(path: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a `reward-model lomo --out` directory")
+    ap.add_argument(
+        "--rule", default="balanced", help="metrics.THRESHOLD_RULES: balanced (train's default) or half_floor"
+    )
     args = ap.parse_args()
 
     from reward_model_ros.core.checkpoint import load_checkpoint
@@ -53,7 +57,7 @@ def main() -> None:
         probs, _ = score_rows(ckpt, val, data)
         labels = np.array([r["label"] for r in val], int)
         decided[name] = M.validation_decision(
-            labels, probs, M.episodes_of(val, labels, probs), DECISION_DEBOUNCES
+            labels, probs, M.episodes_of(val, labels, probs), DECISION_DEBOUNCES, args.rule
         )
         t, d, _ = decided[name]
         print(f"{name}: threshold {t:.2f}, debounce {d} (was {model['threshold']:.2f}, {model['debounce']})")
@@ -79,7 +83,10 @@ def main() -> None:
             n: {"threshold": t, "debounce": d, "reason": why} for n, (t, d, why) in decided.items()
         },
     }
-    (args.run / "lomo_redecided.json").write_text(json.dumps(out, indent=2, default=float) + "\n")
+    out["rule"] = args.rule
+    (args.run / f"lomo_redecided_{args.rule}.json").write_text(
+        json.dumps(out, indent=2, default=float) + "\n"
+    )
     print(format_table(out))
 
 

@@ -19,6 +19,12 @@ failure episode successful at that threshold. Rules:
   one logit unit (a frame near the threshold counts partly on both sides);
 - half: 0.5, which class-balanced sampling makes the balanced-accuracy threshold of the
   training distribution; the temperature leaves logit 0 where it is;
+- half_floor: balanced, but never below 0.5 (the cost-sensitive view: a false positive costs
+  a policy more than a late detection, so the threshold stays at or above the boundary where
+  the calibrated, class-balanced model finds success and failure equally likely);
+- train:<rule>: metrics.validation_decision with that rule (metrics.THRESHOLD_RULES) and
+  DECISION_DEBOUNCES: what `train` stores, with its fallback to the sweep's pair where no
+  debounce is safe at the rule's threshold (the rows above use 8 frames there);
 - sweep: the threshold and debounce `evaluate` recommends on the validation split (no
   failure episode judged successful, most successes detected, shortest debounce, middle
   threshold);
@@ -42,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from reward_model_ros.core.reward import DEFAULT_FUSION
-from reward_model_ros.training.evaluate import DEBOUNCES
+from reward_model_ros.training.evaluate import DEBOUNCES, DECISION_DEBOUNCES
 
 GRID = np.round(np.arange(0.01, 1.0, 0.01), 2)  # the grid of metrics.best_accuracy_threshold
 
@@ -106,8 +112,8 @@ def rule_fastest(labels, probs, episodes) -> tuple[float, int]:
 def shortest_safe_debounce(episodes, threshold: float) -> int:
     from reward_model_ros.training import metrics as M
 
-    d = M.shortest_safe_debounce(episodes, threshold, DEBOUNCES)
-    return DEBOUNCES[-1] if d is None else d
+    d = M.shortest_safe_debounce(episodes, threshold, DECISION_DEBOUNCES)  # train's choice: 2 to 8 frames
+    return DECISION_DEBOUNCES[-1] if d is None else d
 
 
 def split_scores(ckpt, data: Path, split: str, fusion: str = DEFAULT_FUSION):
@@ -156,6 +162,7 @@ def main() -> None:
         "plateau": rule_plateau,
         "smooth": rule_smooth,
         "half": lambda labels, probs: 0.5,
+        "half_floor": lambda labels, probs: max(0.5, M.best_accuracy_threshold(labels, probs)),
     }
     rows = []
     print(
@@ -169,6 +176,8 @@ def main() -> None:
         held = split_scores(ckpt, args.eval, "all")
         picks = {name: rule(val[0], val[1]) for name, rule in rules.items()}
         chosen = {name: (t, shortest_safe_debounce(val[2], t)) for name, t in picks.items()}
+        for rule in M.THRESHOLD_RULES:  # what `train` would store under each rule, its fallback included
+            chosen[f"train:{rule}"] = M.validation_decision(*val, DECISION_DEBOUNCES, rule)[:2]
         chosen["sweep"] = M.threshold_sweep(val[0], val[1], val[2], DEBOUNCES, GRID)[1]
         chosen["fastest"] = rule_fastest(*val)
         oracle = max(GRID, key=lambda t: (((held[1] >= t).astype(int) == held[0]).mean(), -abs(t - 0.5)))
@@ -190,7 +199,8 @@ def main() -> None:
         "| largest delay (frames) |"
     )
     print("|---|---|---|---|---|")
-    for name in [*rules, "sweep", "fastest", "oracle"]:
+    trained = [f"train:{rule}" for rule in M.THRESHOLD_RULES]
+    for name in [*rules, *trained, "sweep", "fastest", "oracle"]:
         rs = [r for r in rows if r["rule"] == name]
         acc = np.array([r["accuracy"] for r in rs])
         fp = sum(r["false_positive_episodes"] for r in rs)

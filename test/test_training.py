@@ -148,6 +148,10 @@ def test_overrides_and_configuration_errors(dataset, tmp_path):
         train(config(tmp_path, "actor.optim.lr_schedule=step"), dataset)
     with pytest.raises(TrainError, match=r"data\.hflip=1\.5 is a probability"):
         train(config(tmp_path, "data.hflip=1.5"), dataset)
+    with pytest.raises(
+        TrainError, match=r"runner\.threshold_rule='median': choose one of balanced, half_floor"
+    ):
+        train(config(tmp_path, "runner.threshold_rule=median"), dataset)
     # the shipped YAML has exactly the trainer's keys and defaults
     assert apply_overrides(
         TrainConfig(), [], [share_dir() / "config" / "train_reward.yaml"]
@@ -357,6 +361,21 @@ def test_metrics_on_hand_made_probabilities():
     # (above the failure frame's 0.8, at most the success frames' 0.95: the middle of 0.85-0.95)
     threshold, debounce, why = M.validation_decision(labels, probs, episodes, [1])
     assert (threshold, debounce) == (pytest.approx(0.9), 1) and "sweep" in why
+    # half_floor: the balanced-accuracy threshold, but never below 0.5. Success frames at 0.3 put
+    # the best balanced accuracy at 0.30 (closest to 0.5 of 0.06-0.30); an unseen failure that
+    # holds 0.3-0.5 would pass there, so the floor moves the threshold to 0.5, at the cost of
+    # those frames
+    episodes = {
+        "s": (1, np.array([0, 0, 1, 1, 1, 1]), np.array([0.05, 0.05, 0.3, 0.3, 0.9, 0.9])),
+        "f": (0, np.zeros(6, int), np.full(6, 0.05)),
+    }
+    labels = np.concatenate([episodes["s"][1], episodes["f"][1]])
+    probs = np.concatenate([episodes["s"][2], episodes["f"][2]])
+    assert M.validation_decision(labels, probs, episodes, [2, 3])[:2] == (0.3, 2)
+    threshold, debounce, why = M.validation_decision(labels, probs, episodes, [2, 3], "half_floor")
+    assert (threshold, debounce) == (0.5, 2) and "at least 0.5" in why
+    with pytest.raises(ValueError, match="threshold rule 'median'"):
+        M.validation_decision(labels, probs, episodes, [2, 3], "median")
     # where the errors lie: at the success boundary, or away from it
     rows = [{"episode": "a"}] * 6 + [{"episode": "b"}] * 3
     labels = np.array([0, 0, 0, 1, 1, 0, 0, 0, 0])

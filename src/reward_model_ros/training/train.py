@@ -148,6 +148,11 @@ class Runner:
     logger: Logger = field(default_factory=Logger)
     output_dir: str = "runs/train"
     """checkpoints and history go here"""
+    threshold_rule: str = "balanced"
+    """how the decision on validation places the threshold: balanced (the best balanced accuracy;
+    the best held-out accuracy on the failure modes trained on) | half_floor (the same, never
+    below 0.5: rejects failures unlike any validation episode more often, costs 0.5-0.8 points
+    of frame accuracy and up to 3 frames of delay; docs/data_and_training.md)"""
     best_metric: str = "val/loss"
     """picks best_model: val/loss (lower is better), val/accuracy, val/balanced_accuracy, val/auroc, val/f1"""
     resume: str = ""
@@ -243,6 +248,12 @@ class Trainer:
             )
         if r.int8_calibration_frames < 0:
             raise TrainError("runner.int8_calibration_frames must be >= 0 (0 = store none)")
+        rule = r.threshold_rule
+        if rule not in M.THRESHOLD_RULES:
+            raise TrainError(
+                f"runner.threshold_rule={rule!r}: choose one of {', '.join(M.THRESHOLD_RULES)} "
+                "(how the validation decision places the threshold)"
+            )
         if not 0.0 <= self.cfg.data.hflip <= 1.0:
             raise TrainError(f"data.hflip={self.cfg.data.hflip} is a probability: choose 0 (off) to 1")
         if not self.cfg.data.hard_negative_weight > 0:
@@ -602,7 +613,8 @@ class Trainer:
             return None
         labels = np.array([r["label"] for r in rows], int)
         episodes = M.episodes_of(rows, labels, probs)
-        threshold, debounce, why = M.validation_decision(labels, probs, episodes, DECISION_DEBOUNCES)
+        rule = self.cfg.runner.get("threshold_rule", "balanced")  # configs saved before it: the default
+        threshold, debounce, why = M.validation_decision(labels, probs, episodes, DECISION_DEBOUNCES, rule)
         outcomes = M.episode_outcomes(episodes, threshold, debounce)
         details = {
             "frames": len(rows),
