@@ -78,12 +78,12 @@ def main() -> None:
         rows_out.append({"mode": mode, "model": REFERENCE, **judged(REFERENCE, _of_mode(reference, mode))})
     out = {
         **report,
+        "rule": args.rule,
         "rows": rows_out,
         "redecided": {
             n: {"threshold": t, "debounce": d, "reason": why} for n, (t, d, why) in decided.items()
         },
     }
-    out["rule"] = args.rule
     (args.run / f"lomo_redecided_{args.rule}.json").write_text(
         json.dumps(out, indent=2, default=float) + "\n"
     )

@@ -19,12 +19,11 @@ failure episode successful at that threshold. Rules:
   one logit unit (a frame near the threshold counts partly on both sides);
 - half: 0.5, which class-balanced sampling makes the balanced-accuracy threshold of the
   training distribution; the temperature leaves logit 0 where it is;
-- half_floor: balanced, but never below 0.5 (the cost-sensitive view: a false positive costs
-  a policy more than a late detection, so the threshold stays at or above the boundary where
-  the calibrated, class-balanced model finds success and failure equally likely);
-- train:<rule>: metrics.validation_decision with that rule (metrics.THRESHOLD_RULES) and
-  DECISION_DEBOUNCES: what `train` stores, with its fallback to the sweep's pair where no
-  debounce is safe at the rule's threshold (the rows above use 8 frames there);
+- train:<rule>: metrics.validation_decision with that rule (metrics.THRESHOLD_RULES: balanced;
+  half_floor, balanced but never below 0.5, the cost-sensitive view that a false positive costs
+  a policy more than a late detection) and DECISION_DEBOUNCES: what `train` stores, with its
+  fallback to the sweep's pair where no debounce is safe at the rule's threshold (the rows
+  above use 8 frames there);
 - sweep: the threshold and debounce `evaluate` recommends on the validation split (no
   failure episode judged successful, most successes detected, shortest debounce, middle
   threshold);
@@ -162,7 +161,6 @@ def main() -> None:
         "plateau": rule_plateau,
         "smooth": rule_smooth,
         "half": lambda labels, probs: 0.5,
-        "half_floor": lambda labels, probs: max(0.5, M.best_accuracy_threshold(labels, probs)),
     }
     rows = []
     print(

@@ -294,7 +294,10 @@ def best_accuracy_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
 # how validation_decision places the threshold (runner.threshold_rule); bench/threshold_rules.py
 # measures them: "balanced" gave the best held-out accuracy on trained failure modes of both
 # tasks, "half_floor" the only rejection of PickCube's unseen wrong_depth (docs/benchmarks.md)
-THRESHOLD_RULES = ("balanced", "half_floor")
+THRESHOLD_RULES = {  # rule -> how validation_decision's reason names it
+    "balanced": "best balanced accuracy",
+    "half_floor": "best balanced accuracy, at least 0.5",
+}
 
 
 def shortest_safe_debounce(
@@ -332,12 +335,8 @@ def validation_decision(
     debounce = shortest_safe_debounce(episodes, threshold, debounces)
     if debounce is not None:
         failures = sum(e[0] == 0 for e in episodes.values())
-        how = {
-            "balanced": "best balanced accuracy",
-            "half_floor": "best balanced accuracy, at least 0.5",
-        }[rule]
         why = (
-            f"{how}; debounce {debounce}: the shortest of {min(debounces)} to "
+            f"{THRESHOLD_RULES[rule]}; debounce {debounce}: the shortest of {min(debounces)} to "
             f"{max(debounces)} that judges none of {failures} validation failure episodes successful"
         )
         return threshold, debounce, why

@@ -248,10 +248,9 @@ class Trainer:
             )
         if r.int8_calibration_frames < 0:
             raise TrainError("runner.int8_calibration_frames must be >= 0 (0 = store none)")
-        rule = r.threshold_rule
-        if rule not in M.THRESHOLD_RULES:
+        if r.threshold_rule not in M.THRESHOLD_RULES:
             raise TrainError(
-                f"runner.threshold_rule={rule!r}: choose one of {', '.join(M.THRESHOLD_RULES)} "
+                f"runner.threshold_rule={r.threshold_rule!r}: choose one of {', '.join(M.THRESHOLD_RULES)} "
                 "(how the validation decision places the threshold)"
             )
         if not 0.0 <= self.cfg.data.hflip <= 1.0:
@@ -613,8 +612,9 @@ class Trainer:
             return None
         labels = np.array([r["label"] for r in rows], int)
         episodes = M.episodes_of(rows, labels, probs)
-        rule = self.cfg.runner.get("threshold_rule", "balanced")  # configs saved before it: the default
-        threshold, debounce, why = M.validation_decision(labels, probs, episodes, DECISION_DEBOUNCES, rule)
+        threshold, debounce, why = M.validation_decision(
+            labels, probs, episodes, DECISION_DEBOUNCES, self.cfg.runner.threshold_rule
+        )
         outcomes = M.episode_outcomes(episodes, threshold, debounce)
         details = {
             "frames": len(rows),
