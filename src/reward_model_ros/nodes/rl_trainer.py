@@ -222,8 +222,8 @@ PARAMETERS = (
 
 
 class RLTrainerNode(Node):
-    def __init__(self) -> None:
-        super().__init__(NODE_NAME)
+    def __init__(self, **node_kwargs) -> None:  # node_kwargs: rclpy Node's (context, parameter_overrides)
+        super().__init__(NODE_NAME, **node_kwargs)
         self.p = p = declare_parameters(self, PARAMETERS, on_change=lambda changes: self.p.update(changes))
         self.act_dim = ACT_DIMS[p["control_mode"]]
         self.out = Path(p["output_dir"])
