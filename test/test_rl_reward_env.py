@@ -246,6 +246,14 @@ def test_the_monitor_warns_when_the_policy_is_paid_for_failures(caplog, fooled, 
         stats = mon.on_episodes(_episodes(model, gt), step=1000)
     assert stats["reward/false_positive_rate"] == pytest.approx(fooled / (50 - missed))
     assert ("reward hacking suspected at step 1000" in caplog.text) == warns, caplog.text
+    # the run's totals (result.json monitor_totals) keep counting past the window
+    mon.on_episodes(_episodes([True] * 60, [False] * 60), step=2000)
+    assert mon.totals == {
+        "episodes": 110,
+        "false_positive": fooled + 60,
+        "false_negative": missed,
+        "agree": 50 - fooled - missed,
+    }
 
 
 def test_recorded_episodes_become_demonstrations_with_their_recorded_rewards(tmp_path):

@@ -319,7 +319,8 @@ def train_rl(cfg: Any, log_fn=print) -> dict[str, Any]:
         "final_eval": result["eval"],
         "eval_curve": curve,
         "reward_scoring_s": env.scoring_seconds,
-        "monitor": monitor.stats() if monitor is not None else None,
+        "monitor": monitor.stats() if monitor is not None else None,  # the last window
+        "monitor_totals": dict(monitor.totals) if monitor is not None else None,  # the whole run
         "checkpoint": result["checkpoint"],
     }
     (out / "result.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
