@@ -12,8 +12,20 @@ it away from the seeds of --bags and of the held-out set: the demo's are 0+, 100
 200000+). Datasets are built as the demo builds them (val_fraction 0.2, split seed 0,
 episode_success once). Per seed it trains on the bags plus the new ones (`more`) and, with
 --with-base, on the bags alone (`base`), then scores every frame of --eval at each
-checkpoint's validation settings (bench/train_seeds.py's rows). Needs the project's venv (ROS
-2, ManiSkill); DDS stays on this machine (a fresh ROS domain per run).
+checkpoint's validation settings (bench/train_seeds.py's rows).
+
+The hard-negative loop against more data (issue 14): with --mine-with CKPT --base-data D
+(the checkpoint and the dataset it was trained on), the new episodes are a mining set.
+CKPT is evaluated on them (`reward-model evaluate`), its disagreeing frames are exported
+(`reward-model hard-negatives`, at the evaluation's recommended threshold), and a row
+`mined` trains on D plus those frames only (data.hard_negative_weight, --hard-negative-weight)
+beside `more`, which trains on every frame of the new episodes.
+
+    python bench/data_scaling.py --task PickCube-v1 --bags runs/pick_cam/bags/train --extra 13 \
+        --extra-seed 50000 --eval runs/pick_cam/dataset_eval --config runs/pick_cam/train/train_config.yaml \
+        --mine-with runs/pick_cam/train/best_model --base-data runs/pick_cam/dataset --out runs/pick_mine
+
+Needs the project's venv (ROS 2, ManiSkill); DDS stays on this machine (a fresh ROS domain per run).
 """
 
 from __future__ import annotations
@@ -40,11 +52,22 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--with-base", action="store_true", help="train on --bags alone too")
     ap.add_argument("--episode-success", default="once", choices=["once", "end"])
+    ap.add_argument("--mine-with", type=Path, help="checkpoint whose mistakes on the new episodes are mined")
+    ap.add_argument(
+        "--base-data", type=Path, help="the dataset --mine-with was trained on (with --mine-with)"
+    )
+    ap.add_argument(
+        "--hard-negative-weight", type=float, default=3.0, help="data.hard_negative_weight of `mined`"
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/data_scaling"))
     args = ap.parse_args()
+    if (args.mine_with is None) != (args.base_data is None):
+        ap.error("--mine-with and --base-data go together: the checkpoint and the dataset it was trained on")
 
     from reward_model_ros.data.dataset import DataConfig, build_dataset
     from reward_model_ros.demo import DemoConfig, collect
+    from reward_model_ros.training.evaluate import evaluate
+    from reward_model_ros.training.hard_negatives import export_hard_negatives
 
     args.out.mkdir(parents=True, exist_ok=True)
     extra_bags = args.out / "bags_extra"
@@ -56,12 +79,28 @@ def main() -> None:
     datasets = {"more": [*args.bags, extra_bags]}
     if args.with_base:
         datasets["base"] = list(args.bags)
+    mined = None
+    if args.mine_with is not None:
+        build_dataset([extra_bags], args.out / "mining_set", data_cfg, log=lambda m: None)
+        report = evaluate(
+            args.mine_with, args.out / "mining_set", split="all", out=args.out / "mining_eval", store=False
+        )
+        export = export_hard_negatives(args.out / "mining_eval", args.out / "hard_negatives", replace=True)
+        counts = {k: export[f"{k}_frames"] for k in ("false_positive", "false_negative")}
+        print(
+            f"  mining set: {report['samples']} frames of {args.extra * 2} episodes; {args.mine_with} got "
+            f"{report['frames']['accuracy']:.2%} right at its own threshold; mined {counts} at the "
+            f"recommended threshold {export['threshold']:.2f}",
+            flush=True,
+        )
+        mined = {"counts": counts, "mining_accuracy": report["frames"]["accuracy"]}
     rows = []
     print(
         "| data | seed | episodes | accuracy | AUROC | ECE | failures judged successful | successes detected "
         "| train s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    runs = []  # (name, training data, overrides, episodes, samples)
     for name, bags in datasets.items():
         start = time.monotonic()
         summary = build_dataset(bags, args.out / name / "dataset", data_cfg, log=lambda m: None)
@@ -69,11 +108,21 @@ def main() -> None:
         print(
             f"  {name}: {summary['samples']} samples, {episodes} episodes ({time.monotonic() - start:.0f} s)"
         )
+        runs.append((name, args.out / name / "dataset", [], episodes, summary["samples"]))
+    if mined is not None:
+        base = json.loads((args.base_data / "summary.json").read_text())
+        n = sum(mined["counts"].values())
+        episodes = sum(s["episodes_success"] + s["episodes_failure"] for s in base["splits"].values())
+        weight = [f"data.hard_negative_weight={args.hard_negative_weight}"]
+        runs.append(
+            ("mined", [args.base_data, args.out / "hard_negatives"], weight, episodes, base["samples"] + n)
+        )
+    for name, data, overrides, episodes, samples in runs:
         for seed in args.seeds:
-            r = one_run(
-                args.out / name / "dataset", args.eval, args.config, [], seed, args.out / name / f"seed{seed}"
-            )
-            r |= {"data": name, "episodes": episodes, "samples": summary["samples"]}
+            r = one_run(data, args.eval, args.config, overrides, seed, args.out / name / f"seed{seed}")
+            r |= {"data": name, "episodes": episodes, "samples": samples}
+            if name == "mined":
+                r["mined"] = mined
             rows.append(r)
             print(
                 f"| {name} | {seed} | {episodes} | {r['accuracy']:.2%} | {r['auroc']:.4f} | {r['ece']:.3f} | "

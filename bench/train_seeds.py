@@ -35,7 +35,7 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
 
 
 def one_run(
-    data: Path, eval_data: Path, configs: list[Path], overrides: list[str], seed: int, out: Path
+    data: Path | list[Path], eval_data: Path, configs: list[Path], overrides: list[str], seed: int, out: Path
 ) -> dict:
     from reward_model_ros.core.overrides import apply_overrides
     from reward_model_ros.paths import share_dir
