@@ -7,11 +7,12 @@ each checkpoint judged on the held-out episodes.
 
 A setting is NAME=OVERRIDE[,OVERRIDE...] (`reward-model train` key=value overrides on top of
 --config; `base=` adds none). For every setting and seed: train, then evaluate best_model on
-every frame of --eval (nothing stored into the checkpoint). Prints one row per training and,
-per setting, the mean and the worst over the seeds of: frame accuracy at the checkpoint's
-threshold, AUROC, ECE, failure episodes judged successful, successes detected, training
-seconds; writes them to --out/results.json. Issue 14's bars: accuracy >= 99.5%, AUROC >=
-0.999, ECE <= 0.02, 0 failure episodes judged successful, every success detected within 5
+every frame of --eval (nothing stored into the checkpoint). --data may be given again, as
+`reward-model train --data` may (e.g. hard negatives: an RL run's disagreements/). Prints one
+row per training and, per setting, the mean and the worst over the seeds of: frame accuracy at
+the checkpoint's threshold, AUROC, ECE, failure episodes judged successful, successes detected,
+training seconds; writes them to --out/results.json. Issue 14's bars: accuracy >= 99.5%, AUROC
+>= 0.999, ECE <= 0.02, 0 failure episodes judged successful, every success detected within 5
 frames of the ground-truth success frame.
 """
 
@@ -77,7 +78,13 @@ def one_run(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="training dataset (reward-model process)")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="training dataset (reward-model process); repeat it to add one, e.g. an RL run's disagreements/",
+    )
     ap.add_argument("--eval", type=Path, required=True, help="held-out dataset: every frame is scored")
     ap.add_argument("--config", type=Path, action="append", default=[], help="train config YAML (repeatable)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
