@@ -120,6 +120,36 @@ def test_training_includes_the_mined_frames_weighted_and_evaluate_refuses_their_
     assert report["trained_episodes"] == [] and "recommended" in _config(ckpt)
 
 
+def test_mined_frames_false_positives_trains_on_the_mined_failures_only(tmp_path):
+    """data.mined_frames=false_positives: of the mined frames, only those ground truth calls
+    failures are trained on (an RL policy's missed successes are often an arm hiding the object:
+    trained as successes they teach the reward that a hidden object is a success)."""
+    from reward_model_ros.training.train import TrainError
+
+    ds = make_dataset(tmp_path / "ds", episodes=8, frames=6, size=32)
+    mining = make_dataset(tmp_path / "mining", episodes=4, frames=6, size=32, seed=5)
+    fake_evaluation(mining, tmp_path / "eval")
+    export_hard_negatives(tmp_path / "eval", tmp_path / "hn")
+    rows = read_manifest(tmp_path / "hn")
+    failures = {(r["episode"], r["frame"]) for r in rows if r["label"] == 0}
+    assert failures and len(failures) < len(rows), "the random evaluation gets both kinds wrong"
+
+    def mined(*overrides):
+        trainer = Trainer(config(tmp_path / "run", *overrides), [ds, tmp_path / "hn"], log=lambda m: None)
+        tr, _ = trainer._datasets()
+        root = (tmp_path / "hn").resolve()
+        return {
+            (e.episode.split(":", 1)[1], e.frame) for e in tr.examples if Path(e.path).is_relative_to(root)
+        }
+
+    assert mined() == {(r["episode"], r["frame"]) for r in rows}  # the default: all of them
+    assert mined("data.mined_frames=false_positives") == failures
+    with pytest.raises(
+        TrainError, match=r"data\.mined_frames='negatives': choose one of all, false_positives"
+    ):
+        Trainer(config(tmp_path / "bad", "data.mined_frames=negatives"), [ds, tmp_path / "hn"], log=print)
+
+
 def _config(ckpt: Path) -> dict:
     return json.loads((ckpt / "config.json").read_text())
 

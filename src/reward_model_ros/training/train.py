@@ -51,6 +51,8 @@ from reward_model_ros.training.data import (
 )
 from reward_model_ros.training.hard_negatives import MINED_KEY, mined_sources
 
+MINED_FRAMES = ("all", "false_positives")  # data.mined_frames
+
 BEST_METRICS = {  # name -> True when higher is better
     "val/loss": False,
     "val/accuracy": True,
@@ -89,6 +91,10 @@ class TrainData:
     hard_negative_weight: float = 1.0
     """sampling weight of mined frames (rows with model_probability: `reward-model hard-negatives`,
     an RL run's disagreements/) against the other frames of their class"""
+    mined_frames: str = "all"
+    """which mined frames are trained on: all | false_positives (only those ground truth calls
+    failures: an RL policy's missed successes are often frames where the arm hides the object, and
+    training them as successes teaches the reward that a hidden object is a success)"""
 
 
 @dataclass
@@ -255,6 +261,11 @@ class Trainer:
             )
         if not 0.0 <= self.cfg.data.hflip <= 1.0:
             raise TrainError(f"data.hflip={self.cfg.data.hflip} is a probability: choose 0 (off) to 1")
+        if self.cfg.data.mined_frames not in MINED_FRAMES:
+            raise TrainError(
+                f"data.mined_frames={self.cfg.data.mined_frames!r}: choose one of {', '.join(MINED_FRAMES)} "
+                "(which mined frames are trained on)"
+            )
         if not self.cfg.data.hard_negative_weight > 0:
             raise TrainError(
                 f"data.hard_negative_weight={self.cfg.data.hard_negative_weight} must be > 0 (1 = as often "
@@ -314,7 +325,19 @@ class Trainer:
         d = self.cfg.data
         self.episodes_used = {s: episode_modes(part) for s, part in (("train", train), ("val", val))}
         # mined frames (hard negatives, an RL run's disagreements) are kept whole and weighted
-        mined = [r for r in train if MINED_KEY in r]
+        all_mined = [r for r in train if MINED_KEY in r]
+        mined = [r for r in all_mined if d.mined_frames == "all" or r["label"] == 0]
+        if all_mined:
+            left_out = len(all_mined) - len(mined)
+            self.log(
+                f"mined frames: {len(mined)} trained on (weight {d.hard_negative_weight:g}), "
+                f"{sum(r['label'] == 0 for r in mined)} of them false positives"
+                + (
+                    f"; {left_out} missed successes left out (data.mined_frames={d.mined_frames})"
+                    if left_out
+                    else ""
+                )
+            )
         rest = [r for r in train if MINED_KEY not in r]
         train = sample_rows(rest, d.num_samples_per_episode, d.fail_success_ratio, self.cfg.seed) + mined
         joint = list(self.model_cfg.camera_names) if self.model_cfg.views > 1 else None
