@@ -92,7 +92,12 @@ def test_training_includes_the_mined_frames_weighted_and_evaluate_refuses_their_
     mined = {(r["episode"], r["frame"]) for r in read_manifest(tmp_path / "hn")}
     assert mined, "a one-step model gets some frames wrong"
 
-    cfg = config(tmp_path / "second", "data.hard_negative_weight=4", "data.num_samples_per_episode=1")
+    cfg = config(
+        tmp_path / "second",
+        "data.hard_negative_weight=4",
+        "data.num_samples_per_episode=1",
+        "data.mined_frames=all",  # the missed successes too (the default trains the failures only)
+    )
     trainer = Trainer(cfg, [ds, tmp_path / "hn"], log=lambda m: None)
     tr, _ = trainer._datasets()
     from_hn = [
@@ -121,9 +126,9 @@ def test_training_includes_the_mined_frames_weighted_and_evaluate_refuses_their_
 
 
 def test_mined_frames_false_positives_trains_on_the_mined_failures_only(tmp_path):
-    """data.mined_frames=false_positives: of the mined frames, only those ground truth calls
-    failures are trained on (an RL policy's missed successes are often an arm hiding the object:
-    trained as successes they teach the reward that a hidden object is a success)."""
+    """data.mined_frames=false_positives (the default): of the mined frames, only those ground
+    truth calls failures are trained on (an RL policy's missed successes were mostly an arm hiding
+    the cube: trained as successes they taught the reward that a hidden cube is a success)."""
     from reward_model_ros.training.train import TrainError
 
     ds = make_dataset(tmp_path / "ds", episodes=8, frames=6, size=32)
@@ -142,10 +147,11 @@ def test_mined_frames_false_positives_trains_on_the_mined_failures_only(tmp_path
             (e.episode.split(":", 1)[1], e.frame) for e in tr.examples if Path(e.path).is_relative_to(root)
         }
 
-    assert mined() == {(r["episode"], r["frame"]) for r in rows}  # the default: all of them
+    assert mined() == failures  # the default
     assert mined("data.mined_frames=false_positives") == failures
+    assert mined("data.mined_frames=all") == {(r["episode"], r["frame"]) for r in rows}
     with pytest.raises(
-        TrainError, match=r"data\.mined_frames='negatives': choose one of all, false_positives"
+        TrainError, match=r"data\.mined_frames='negatives': choose one of false_positives, all"
     ):
         Trainer(config(tmp_path / "bad", "data.mined_frames=negatives"), [ds, tmp_path / "hn"], log=print)
 

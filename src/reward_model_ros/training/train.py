@@ -51,7 +51,7 @@ from reward_model_ros.training.data import (
 )
 from reward_model_ros.training.hard_negatives import MINED_KEY, mined_sources
 
-MINED_FRAMES = ("all", "false_positives")  # data.mined_frames
+MINED_FRAMES = ("false_positives", "all")  # data.mined_frames
 
 BEST_METRICS = {  # name -> True when higher is better
     "val/loss": False,
@@ -91,10 +91,11 @@ class TrainData:
     hard_negative_weight: float = 1.0
     """sampling weight of mined frames (rows with model_probability: `reward-model hard-negatives`,
     an RL run's disagreements/) against the other frames of their class"""
-    mined_frames: str = "all"
-    """which mined frames are trained on: all | false_positives (only those ground truth calls
-    failures: an RL policy's missed successes are often frames where the arm hides the object, and
-    training them as successes teaches the reward that a hidden object is a success)"""
+    mined_frames: str = "false_positives"
+    """which mined frames are trained on: false_positives (those ground truth calls failures) | all
+    (the missed successes too: on PushCube an RL policy's missed successes were mostly the arm
+    hiding the cube, and trained as successes they taught the reward that a hidden cube is one:
+    243 of 537 RL episodes paid for nothing, against 2 of 443 with false_positives)"""
 
 
 @dataclass
