@@ -19,7 +19,9 @@ The hard-negative loop against more data (issue 14): with --mine-with CKPT --bas
 CKPT is evaluated on them (`reward-model evaluate`), its disagreeing frames are exported
 (`reward-model hard-negatives`, at the evaluation's recommended threshold), and a row
 `mined` trains on D plus those frames only (data.hard_negative_weight, --hard-negative-weight)
-beside `more`, which trains on every frame of the new episodes.
+beside `more`, which trains on every frame of the new episodes. `mined` keeps train's default
+data.mined_frames=false_positives (the mined failures only); `--mined-frames false_positives all`
+adds a row `mined_all` that trains on the missed successes too.
 
     python bench/data_scaling.py --task PickCube-v1 --bags runs/pick_cam/bags/train --extra 13 \
         --extra-seed 50000 --eval runs/pick_cam/dataset_eval --config runs/pick_cam/train/train_config.yaml \
@@ -58,6 +60,14 @@ def main() -> None:
     )
     ap.add_argument(
         "--hard-negative-weight", type=float, default=3.0, help="data.hard_negative_weight of `mined`"
+    )
+    ap.add_argument(
+        "--mined-frames",
+        nargs="+",
+        default=["false_positives"],
+        choices=["false_positives", "all"],
+        help="data.mined_frames of the `mined` rows: one row per value (row `mined` for false_positives, "
+        "`mined_all` for all)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/data_scaling"))
     args = ap.parse_args()
@@ -114,14 +124,24 @@ def main() -> None:
         n = sum(mined["counts"].values())
         episodes = sum(s["episodes_success"] + s["episodes_failure"] for s in base["splits"].values())
         weight = [f"data.hard_negative_weight={args.hard_negative_weight}"]
-        runs.append(
-            ("mined", [args.base_data, args.out / "hard_negatives"], weight, episodes, base["samples"] + n)
-        )
+        for kind in args.mined_frames:
+            row = "mined" if kind == "false_positives" else "mined_all"
+            used = n if kind == "all" else mined["counts"]["false_positive"]
+            overrides = [*weight, f"data.mined_frames={kind}"]
+            runs.append(
+                (
+                    row,
+                    [args.base_data, args.out / "hard_negatives"],
+                    overrides,
+                    episodes,
+                    base["samples"] + used,
+                )
+            )
     for name, data, overrides, episodes, samples in runs:
         for seed in args.seeds:
             r = one_run(data, args.eval, args.config, overrides, seed, args.out / name / f"seed{seed}")
             r |= {"data": name, "episodes": episodes, "samples": samples}
-            if name == "mined":
+            if name.startswith("mined"):
                 r["mined"] = mined
             rows.append(r)
             print(
