@@ -17,7 +17,8 @@ checkpoint's validation settings (bench/train_seeds.py's rows).
 The hard-negative loop against more data (issue 14): with --mine-with CKPT --base-data D
 (the checkpoint and the dataset it was trained on), the new episodes are a mining set.
 CKPT is evaluated on them (`reward-model evaluate`), its disagreeing frames are exported
-(`reward-model hard-negatives`, at the evaluation's recommended threshold), and a row
+(`reward-model hard-negatives`, at the threshold CKPT is served with: its stored
+recommendation, not one chosen on the mining frames), and a row
 `mined` trains on D plus those frames only (data.hard_negative_weight, --hard-negative-weight)
 beside `more`, which trains on every frame of the new episodes. `mined` keeps train's default
 data.mined_frames=false_positives (the mined failures only); `--mined-frames false_positives all`
@@ -95,12 +96,17 @@ def main() -> None:
         report = evaluate(
             args.mine_with, args.out / "mining_set", split="all", out=args.out / "mining_eval", store=False
         )
-        export = export_hard_negatives(args.out / "mining_eval", args.out / "hard_negatives", replace=True)
+        # the served reward's mistakes: the threshold the checkpoint decides with now (its stored
+        # recommendation), not one chosen on the mining frames themselves, which would mine the fewest
+        served = report["threshold"]
+        export = export_hard_negatives(
+            args.out / "mining_eval", args.out / "hard_negatives", threshold=served, replace=True
+        )
         counts = {k: export[f"{k}_frames"] for k in ("false_positive", "false_negative")}
         print(
             f"  mining set: {report['samples']} frames of {args.extra * 2} episodes; {args.mine_with} got "
             f"{report['frames']['accuracy']:.2%} right at its own threshold; mined {counts} at the "
-            f"recommended threshold {export['threshold']:.2f}",
+            f"threshold it is served with, {export['threshold']:.2f}",
             flush=True,
         )
         mined = {"counts": counts, "mining_accuracy": report["frames"]["accuracy"]}

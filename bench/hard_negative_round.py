@@ -9,6 +9,11 @@ is judged by RL on the new reward, with ground truth watching.
         --data runs/demo/dataset --eval runs/demo/dataset_eval [--steps 12000] [--weight 3] \\
         [--out runs/hn_round]
 
+A later round starts from a round-1 reward: --checkpoint <out>/train_false_positives/best_model
+with --data repeated (the base dataset, then round 0's disagreements), and --mined-frames
+false_positives to train only the default. Copy the earlier run's rl_mined_false_positives to
+<out2>/rl_round0 to reuse it as the new round 0.
+
 1. RL on --checkpoint's reward (`bench/rl_pushcube.py --only learned`, `sac.total_steps=--steps`):
    its monitor saves the disagreeing frames (round 0).
 2. `reward-model train --data D --data <round 0>/disagreements data.hard_negative_weight=W`
@@ -82,11 +87,25 @@ def metrics(report_dir: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, required=True, help="the PushCube classifier (round 0)")
-    ap.add_argument("--data", type=Path, required=True, help="the dataset it was trained on")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        action="append",
+        required=True,
+        help="the data it was trained on (repeatable: a later round gives the base dataset and every earlier "
+        "round's disagreements)",
+    )
     ap.add_argument("--eval", type=Path, required=True, help="held-out episodes (evaluate stores on them)")
     ap.add_argument("--config", type=Path, help="its train config (default: train_config.yaml beside it)")
     ap.add_argument("--steps", type=int, default=12000, help="env steps of every RL run")
     ap.add_argument("--weight", type=float, default=3.0, help="data.hard_negative_weight")
+    ap.add_argument(
+        "--mined-frames",
+        nargs="+",
+        choices=MINED,
+        default=list(MINED),
+        help="the data.mined_frames values to train and run RL on (default: both)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/hn_round"))
     args = ap.parse_args()
     config = args.config or args.checkpoint.parent / "train_config.yaml"
@@ -107,16 +126,18 @@ def main() -> None:
     )
 
     checkpoints = {"round 0": args.checkpoint}
-    for kind in MINED:
+    for kind in args.mined_frames:
         name = f"mined {kind}"
         run_dir = out / f"train_{kind}"
         where = [f"runner.output_dir={run_dir}", f"runner.logger.log_path={run_dir / 'logs'}"]
-        cmd = [str(EXE), "train", "--data", str(args.data), "--data", str(mined), "--config", str(config)]
+        cmd = [str(EXE), "train", *(a for d in [*args.data, mined] for a in ("--data", str(d)))]
+        cmd += ["--config", str(config)]
         cmd += [*where, f"data.hard_negative_weight={args.weight}", f"data.mined_frames={kind}"]
         if (run_dir / "best_model" / "model.safetensors").is_file():
             print(f"  reusing {run_dir} (delete it to train again)", flush=True)
         else:
-            print(f"training on {args.data} + the disagreeing frames, data.mined_frames={kind}", flush=True)
+            data = ", ".join(map(str, args.data))
+            print(f"training on {data} + the disagreeing frames, data.mined_frames={kind}", flush=True)
             run([*cmd, "runner.progress=false"], run_dir / "train.log")
         checkpoints[name] = run_dir / "best_model"
     held_out = {}
@@ -126,7 +147,7 @@ def main() -> None:
         cmd += ["--out", str(held_out[name]), *(["--no-store"] if name == "round 0" else [])]
         run(cmd, held_out[name] / "evaluate.log")
 
-    names = [f"mined {k}" for k in MINED]
+    names = [f"mined {k}" for k in args.mined_frames]
     outs |= {n: out / f"rl_{n.replace(' ', '_')}" for n in names}
     print(f"round 1: RL on {', '.join(names)} side by side, {args.steps} steps each", flush=True)
     results |= wait({n: rl(checkpoints[n], args.steps, outs[n]) for n in names}, outs)

@@ -155,8 +155,8 @@ def test_scripted_episodes_are_labelled_by_ground_truth_and_the_driver_exits(ros
         "maniskill_bridge",
         params={
             "driver": "scripted",
-            "scripted_modes": ["success", "early_release"],
-            "target_success": 1,
+            "scripted_modes": ["success", "place", "early_release"],
+            "target_success": 2,
             "target_failure": 1,
             "success_hold_steps": 12,
             "real_time": False,
@@ -165,15 +165,21 @@ def test_scripted_episodes_are_labelled_by_ground_truth_and_the_driver_exits(ros
     )
     spin_until(ros_node, lambda: not bridge.alive(), 150, "both targets and the bridge's exit")
     assert bridge.popen.returncode == 0, bridge.output()
-    assert "targets reached: 1 success and 1 failure" in bridge.output()
-    spin_until(ros_node, lambda: sum(e.event != EpisodeEvent.START for e in events) >= 2, 5, "the end events")
+    assert "targets reached: 2 success and 1 failure" in bridge.output()
+    spin_until(ros_node, lambda: sum(e.event != EpisodeEvent.START for e in events) >= 3, 5, "the end events")
     ends = [e for e in events if e.event != EpisodeEvent.START]
     starts = [e for e in events if e.event == EpisodeEvent.START]
-    # each episode's mode and seed are announced at its start and end
-    assert [(e.mode, e.seed) for e in starts] == [("success", 1), ("early_release", 2)]
-    assert [(e.mode, e.seed) for e in ends] == [("success", 1), ("early_release", 2)]
-    assert [e.event for e in ends] == [EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE]
-    assert [e.label for e in ends] == [EpisodeEvent.LABEL_SUCCESS, EpisodeEvent.LABEL_FAILURE]
+    # each episode's mode and seed are announced at its start and end; success episodes
+    # alternate with failures, and the success modes take turns
+    modes = [("success", 1), ("early_release", 2), ("place", 3)]
+    assert [(e.mode, e.seed) for e in starts] == modes
+    assert [(e.mode, e.seed) for e in ends] == modes
+    assert [e.event for e in ends] == [EpisodeEvent.SUCCESS, EpisodeEvent.FAILURE, EpisodeEvent.SUCCESS]
+    assert [e.label for e in ends] == [
+        EpisodeEvent.LABEL_SUCCESS,
+        EpisodeEvent.LABEL_FAILURE,
+        EpisodeEvent.LABEL_SUCCESS,
+    ]
     for start, end in zip(starts, ends, strict=True):
         flags = [m.success for m in labels if m.episode_index == start.episode_index]
         assert len(flags) == end.step + 1  # the first frame after reset, then one per step
@@ -198,7 +204,7 @@ def test_scripted_driver_refuses_impossible_targets_clearly(ros_node, start_node
     )
     spin_until(ros_node, lambda: not bridge.alive(), 60, "the bridge to exit")
     assert bridge.popen.returncode == 2
-    assert "target_success > 0 needs 'success' in scripted_modes" in bridge.output()
+    assert "target_success > 0 needs a success mode (success or place) in scripted_modes" in bridge.output()
 
 
 def test_scripted_episodes_recorded_as_labelled_bags(ros_node, start_node, tmp_path):

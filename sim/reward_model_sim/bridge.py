@@ -69,7 +69,7 @@ from reward_model_sim.env import (
     normalised_action,
     policy_units,
 )
-from reward_model_sim.scripted import PICKCUBE_MODES, TASK_MODES, run_episode
+from reward_model_sim.scripted import PICKCUBE_MODES, SUCCESS_MODES, TASK_MODES, run_episode
 from reward_model_sim.scripted import control_mode as scripted_control_mode
 
 NODE_NAME = "maniskill_bridge"
@@ -215,8 +215,9 @@ PARAMETERS = (
     Param(
         "scripted_modes",
         list(PICKCUBE_MODES),
-        "scripted driver: modes to use; success episodes alternate with the failure modes in turn "
-        "(the modes of each task: reward_model_sim.scripted.TASK_MODES)",
+        "scripted driver: modes to use; success episodes (the success modes, success and place, in "
+        "turn) alternate with the failure modes in turn (the modes of each task: "
+        "reward_model_sim.scripted.TASK_MODES)",
         lambda v: (
             None
             if v and set(v) <= ALL_MODES
@@ -409,10 +410,11 @@ class BridgeNode(Node):
             raise ParameterError(
                 f"scripted_modes {unknown} do not exist for {p['task']}; its modes are {', '.join(allowed)}"
             )
-        failures = [m for m in p["scripted_modes"] if m != "success"]
-        if p["target_success"] > 0 and "success" not in p["scripted_modes"]:
+        failures = [m for m in p["scripted_modes"] if m not in SUCCESS_MODES]
+        if p["target_success"] > 0 and len(failures) == len(p["scripted_modes"]):
             raise ParameterError(
-                "target_success > 0 needs 'success' in scripted_modes (or target_success:=0)"
+                f"target_success > 0 needs a success mode ({' or '.join(SUCCESS_MODES)}) in scripted_modes "
+                "(or target_success:=0)"
             )
         if p["target_failure"] > 0 and not failures:
             raise ParameterError(
@@ -542,16 +544,18 @@ class BridgeNode(Node):
     # --- the scripted driver ------------------------------------------------------------
     def _scripted_mode(self, index: int) -> str | None:
         """The mode of the next episode, or None when both targets are met. Success
-        episodes alternate with failure episodes while both are wanted; failure modes
-        take turns. A function of the counts only, so a run is reproducible."""
+        episodes alternate with failure episodes while both are wanted; the success modes
+        take turns, and so do the failure modes. A function of the counts only, so a run is
+        reproducible."""
         p = self.p
         want_success = self.counts["success"] < p["target_success"]
         want_failure = self.counts["failure"] < p["target_failure"]
-        failures = [m for m in p["scripted_modes"] if m != "success"]
+        successes = [m for m in p["scripted_modes"] if m in SUCCESS_MODES]
+        failures = [m for m in p["scripted_modes"] if m not in SUCCESS_MODES]
         if not (want_success or want_failure):
             return None
         if want_success and (not want_failure or index % 2 == 0):
-            return "success"
+            return successes[self._success_turn % len(successes)]
         return failures[self._failure_turn % len(failures)]
 
     def _run_scripted(self) -> None:
@@ -559,13 +563,16 @@ class BridgeNode(Node):
         if not self._wait_for_subscribers():
             return
         self._failure_turn = 0
+        self._success_turn = 0
         index = 0
         while not self._stop.is_set() and self.context.ok():
             mode = self._scripted_mode(index)
             if mode is None:
                 self._scripted_done()
                 return
-            if mode != "success":
+            if mode in SUCCESS_MODES:
+                self._success_turn += 1
+            else:
                 self._failure_turn += 1
             seed = p["seed"] + index
             index += 1
@@ -588,7 +595,7 @@ class BridgeNode(Node):
                 )
                 continue
             self.counts["success" if ok else "failure"] += 1
-            planned = "success" if mode == "success" else "failure"
+            planned = "success" if mode in SUCCESS_MODES else "failure"
             outcome = "success" if ok else "failure"
             note = "" if planned == outcome else f" (planned {planned}: labelled by the simulation)"
             self._event(

@@ -1,10 +1,13 @@
 """Scripted PickCube episodes: ManiSkill's motion-planning solution, and perturbed versions
 of it that fail the way real attempts fail. No ROS here: a callback sees every step.
 
-Modes: success (the planned pick-and-place, then the pose held `hold_steps` steps),
-grasp_offset (grasp beside the cube), no_grasp (never close the gripper), early_release
-(open the gripper half-way to the goal), joint_noise (large noise on the arm's joint
-targets), stop_short (stop well before the goal), random (uniform random joint targets).
+Modes: success (the planned pick-and-place, then the pose held `hold_steps` steps), place
+(a second success: the goal lowered onto the table, where 8% of PickCube's goals lie, the cube
+set down on it, released and the gripper lifted away: a success with the cube out of the
+gripper, which `success` never shows), grasp_offset (grasp beside the cube), no_grasp (never
+close the gripper), early_release (open the gripper half-way to the goal), joint_noise (large
+noise on the arm's joint targets), stop_short (stop well before the goal), random (uniform
+random joint targets).
 Near-goal modes, which look like success from one camera: carry_past (carry the cube through
 the goal and on, 6-12 cm past it), depth_front / depth_behind (stop 6-10 cm in front of or
 behind the goal along the main camera's line of sight: the cube covers the goal marker in its
@@ -25,6 +28,7 @@ for PickCube-v1 only. PushCube-v1 has its own controller in the policy's action 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import gymnasium as gym
@@ -33,8 +37,11 @@ import numpy as np
 from reward_model_sim.push import CONTROL_MODE as PUSH_CONTROL_MODE
 from reward_model_sim.push import PUSH_MODES, info_success, run_push_episode
 
+SUCCESS_MODES = ("success", "place")
+"""planned successes: the scripted driver's success episodes take turns among those it runs"""
 SCRIPTED_MODES = (
     "success",
+    "place",
     "grasp_offset",
     "no_grasp",
     "early_release",
@@ -46,6 +53,11 @@ NEAR_GOAL_MODES = ("carry_past", "depth_front", "depth_behind", "wrong_depth", "
 """PickCube failure modes that end with the cube near the goal (in a single camera's view, on it)"""
 PICKCUBE_MODES = SCRIPTED_MODES + NEAR_GOAL_MODES
 GENERIC_MODES = ("success", "joint_noise", "random")
+PLACE_GOAL_HEIGHT = (0.0, 0.01)
+"""mode place: the goal's centre this far above a cube resting on the table (PickCube's goal
+threshold is 2.5 cm, so a cube set down there is placed)"""
+PLACE_MIN_MOVE = 0.08
+"""mode place: the lowered goal lies at least this far (x, y) from where the cube starts"""
 TASK_MODES = {
     "PickCube-v1": PICKCUBE_MODES,
     "PushCube-v1": PUSH_MODES,
@@ -172,8 +184,12 @@ def run_pickcube(
     if mode == "random":
         _random_episode(hook, seed)
         return info_success(hook.last_info)
-    hook.reset(seed=seed)
     base = hook.unwrapped
+    if mode == "place":
+        with _goal_on_table(base, rng):
+            hook.reset(seed=seed)
+    else:
+        hook.reset(seed=seed)
     planner = PandaArmMotionPlanningSolver(
         hook,
         debug=False,
@@ -209,9 +225,14 @@ def run_pickcube(
                 planner.open_gripper()
             if mode in NEAR_GOAL_MODES:
                 goal = near_goal_target(mode, goal, grasp_pose.p, camera_eye(base), rng)
+            if mode == "place":  # set down on the table, inside the lowered goal
+                goal = np.array([*goal[:2], float(base.cube_half_size) + 0.002])
             planner.move_to_pose_with_screw(sapien.Pose(goal, grasp_pose.q))
             if mode == "drop_near":
                 planner.open_gripper()
+            if mode == "place":
+                planner.open_gripper()
+                planner.move_to_pose_with_screw(sapien.Pose(goal + np.array([0, 0, 0.08]), grasp_pose.q))
         # hold the final pose (the success pose in mode success) so that successful
         # episodes show at least hold_steps success frames
         _hold(hook, hold_steps)
@@ -221,6 +242,34 @@ def run_pickcube(
 
 
 TABLE_CLEARANCE = 0.025  # lowest cube centre a carried cube is taken to (half size 0.02 + margin)
+
+
+@contextlib.contextmanager
+def _goal_on_table(base, rng: np.random.Generator):
+    """During the reset inside: PickCube's own episode initialisation, then its goal lowered to
+    PLACE_GOAL_HEIGHT above a resting cube (x, y as drawn), before the first observation."""
+    from mani_skill.utils.structs.pose import Pose
+
+    initialize = base._initialize_episode
+
+    def lowered(env_idx, options):
+        initialize(env_idx, options)
+        p = base.goal_site.pose.p.clone()
+        cube = base.cube.pose.p[:, :2]
+        away = p[:, :2] - cube
+        dist = float(away.norm())
+        if dist < PLACE_MIN_MOVE:  # a cube that starts inside a goal on the table is a success at once
+            angle = rng.uniform(0, 2 * np.pi)
+            way = away / dist if dist > 1e-3 else away.new_tensor([[np.cos(angle), np.sin(angle)]])
+            p[:, :2] = cube + way * PLACE_MIN_MOVE
+        p[:, 2] = base.cube_half_size + rng.uniform(*PLACE_GOAL_HEIGHT)
+        base.goal_site.set_pose(Pose.create_from_pq(p))
+
+    base._initialize_episode = lowered
+    try:
+        yield
+    finally:
+        del base._initialize_episode  # the class's method again
 
 
 def camera_eye(base, camera: str = "base_camera") -> np.ndarray:
