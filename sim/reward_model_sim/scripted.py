@@ -3,11 +3,11 @@ of it that fail the way real attempts fail. No ROS here: a callback sees every s
 
 Modes: success (the planned pick-and-place, then the pose held `hold_steps` steps), place
 (a second success: the goal lowered onto the table, where 8% of PickCube's goals lie, the cube
-set down on it, released and the gripper lifted away: a success with the cube out of the
-gripper, which `success` never shows), grasp_offset (grasp beside the cube), no_grasp (never
-close the gripper), early_release (open the gripper half-way to the goal), joint_noise (large
-noise on the arm's joint targets), stop_short (stop well before the goal), random (uniform
-random joint targets).
+set down on it, released, and the gripper lifted away or left open around it: a success with
+the cube out of the gripper, which `success` never shows), grasp_offset (grasp beside the
+cube), no_grasp (never close the gripper), early_release (open the gripper half-way to the
+goal), joint_noise (large noise on the arm's joint targets), stop_short (stop well before the
+goal), random (uniform random joint targets).
 Near-goal modes, which look like success from one camera: carry_past (carry the cube through
 the goal and on, 6-12 cm past it), depth_front / depth_behind (stop 6-10 cm in front of or
 behind the goal along the main camera's line of sight: the cube covers the goal marker in its
@@ -56,6 +56,9 @@ GENERIC_MODES = ("success", "joint_noise", "random")
 PLACE_GOAL_HEIGHT = (0.0, 0.01)
 """mode place: the goal's centre this far above a cube resting on the table (PickCube's goal
 threshold is 2.5 cm, so a cube set down there is placed)"""
+PLACE_LIFT = (-0.03, 0.08)
+"""mode place: how far the open gripper rises after the release, drawn per seed; under 1 cm
+(about a quarter of the seeds) it stays where it let go, the fingers open around the cube"""
 PLACE_MIN_MOVE = 0.08
 """mode place: the lowered goal lies at least this far (x, y) from where the cube starts"""
 TASK_MODES = {
@@ -232,7 +235,9 @@ def run_pickcube(
                 planner.open_gripper()
             if mode == "place":
                 planner.open_gripper()
-                planner.move_to_pose_with_screw(sapien.Pose(goal + np.array([0, 0, 0.08]), grasp_pose.q))
+                lift = rng.uniform(*PLACE_LIFT)  # 0: the open fingers stay around the cube
+                if lift >= 0.01:
+                    planner.move_to_pose_with_screw(sapien.Pose(goal + np.array([0, 0, lift]), grasp_pose.q))
         # hold the final pose (the success pose in mode success) so that successful
         # episodes show at least hold_steps success frames
         _hold(hook, hold_steps)
