@@ -411,7 +411,7 @@ class BridgeNode(Node):
                 f"scripted_modes {unknown} do not exist for {p['task']}; its modes are {', '.join(allowed)}"
             )
         failures = [m for m in p["scripted_modes"] if m not in SUCCESS_MODES]
-        if p["target_success"] > 0 and len(failures) == len(p["scripted_modes"]):
+        if p["target_success"] > 0 and not set(p["scripted_modes"]) & set(SUCCESS_MODES):
             raise ParameterError(
                 f"target_success > 0 needs a success mode ({' or '.join(SUCCESS_MODES)}) in scripted_modes "
                 "(or target_success:=0)"

@@ -58,7 +58,7 @@ PLACE_GOAL_HEIGHT = (0.0, 0.01)
 threshold is 2.5 cm, so a cube set down there is placed)"""
 PLACE_LIFT = (-0.03, 0.08)
 """mode place: how far the open gripper rises after the release, drawn per seed; under 1 cm
-(about a quarter of the seeds) it stays where it let go, the fingers open around the cube"""
+(about a third of the seeds) it stays where it let go, the fingers open around the cube"""
 PLACE_MIN_MOVE = 0.08
 """mode place: the lowered goal lies at least this far (x, y) from where the cube starts"""
 TASK_MODES = {
