@@ -142,7 +142,11 @@ def score(ckpt, runs: list[dict]) -> list[np.ndarray]:
     pipeline.scorer.warm_up()
     out = []
     for run in runs:
-        sets = [FrameSet([f[c] for c in sim_cameras], served) for f in run["frames"]]
+        history = pipeline.history()  # model.frame_stack: each run is one episode
+        sets = [
+            FrameSet(frames, served, past=history.push(frames, served))
+            for frames in ([f[c] for c in sim_cameras] for f in run["frames"])
+        ]
         out.append(np.array([s.probability if s.valid else 0.0 for s in pipeline.score(sets)]))
     return out
 

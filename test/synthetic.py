@@ -121,6 +121,45 @@ def make_two_view_dataset(
     return root
 
 
+def make_motion_dataset(root: Path, episodes: int = 16, frames: int = 12, size: int = 32, seed: int = 0) -> Path:
+    """Only motion tells the outcome: every frame shows the same grey disc on the episode's
+    fixed background. The disc jumps to a new place every frame, except in a success episode's
+    second half, where it stops: a frame is a success when its disc is where the frame before
+    had it. Any single frame is a disc somewhere, so a model judging frames alone cannot beat
+    chance; one that sees the frame before can. Every fourth episode per outcome goes to
+    validation."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    yy, xx = np.mgrid[:size, :size]
+    for e in range(episodes):
+        success = e % 2 == 0
+        key = f"ep{e:03d}"
+        background = rng.integers(0, 120, (size, size, 3), dtype=np.uint8)
+        (root / "images" / key).mkdir(parents=True, exist_ok=True)
+        centre = rng.integers(6, size - 6, 2)
+        for i in range(frames):
+            still = success and i > frames // 2
+            if not still:
+                centre = rng.integers(6, size - 6, 2)
+            img = background.copy()
+            img[(yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= 25] = (200, 200, 200)
+            rel = f"images/{key}/{i:06d}.png"
+            cv2.imwrite(str(root / rel), img)
+            rows.append(
+                {
+                    "episode": key,
+                    "frame": i,
+                    "stamp_ns": i * 50_000_000,
+                    "label": int(still),
+                    "episode_label": int(success),
+                    "split": "val" if (e // 2) % 4 == 3 else "train",
+                    "images": {"camera": rel},
+                }
+            )
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root
+
+
 # `reward-model train` overrides for tests: a one-step, 32x32 resnet10 on the CPU
 TINY_TRAIN = [
     "model.arch=resnet10",

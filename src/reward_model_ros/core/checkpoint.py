@@ -56,7 +56,7 @@ FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 # keys that change the network or its input: a contradicting override is an error
-STRUCTURAL_KEYS = ("arch", "hidden_dim", "image_size", "normalize")
+STRUCTURAL_KEYS = ("arch", "hidden_dim", "image_size", "normalize", "frame_stack")
 
 
 class CheckpointError(ValueError):
@@ -358,7 +358,7 @@ def load_checkpoint(
     """Load a checkpoint strictly.
 
     `overrides`: model settings given by the user (node parameters, CLI). Structural ones
-    (arch, hidden_dim, image_size, normalize) must agree with the checkpoint; runtime ones
+    (arch, hidden_dim, image_size, normalize, frame_stack) must agree with the checkpoint; runtime ones
     (precision, crop_boxes, resize_mode) replace the saved values.
 
     :raises CheckpointError: missing or corrupt files, unsupported version, contradicting
@@ -469,7 +469,8 @@ def _int8_frames(directory: Path, cfg: ModelConfig, device: torch.device) -> tor
             f"make it with `reward-model quantize {directory} --data DATASET` (its training dataset), "
             "or use precision auto"
         )
-    want = (cfg.views, *cfg.image_size) if cfg.views > 1 else tuple(cfg.image_size)
+    chw = (cfg.in_channels, *cfg.image_size[1:])
+    want = (cfg.views, *chw) if cfg.views > 1 else chw
     if tuple(frames.shape[1:]) != tuple(int(v) for v in want):
         raise CheckpointError(
             f"{directory / quantize.FRAMES_FILE} holds inputs of shape {list(frames.shape[1:])} but the "

@@ -64,6 +64,12 @@ class ModelConfig:
     backbone encodes every camera's frame and the head sees all their features at once: one
     probability per frame set, so a view that shows failure can outweigh one that looks like
     success). Joint models need one frame of each of camera_names per set"""
+    frame_stack: int = 1
+    """frames per camera in one model input: 1 judges each frame alone; k > 1 also gives the
+    model the camera's k - 1 frames before it (in the dataset's episode order, at serving the
+    stream's previous frames), stacked as extra input channels of the first convolution, so
+    that it can see motion (PickCube's success needs the robot still). At an episode's start
+    the earliest frame there is stands in for the missing ones. Costs one wider first layer"""
 
     def validate(self) -> ModelConfig:
         """Raise ConfigError naming the first bad key; return self."""
@@ -112,6 +118,14 @@ class ModelConfig:
                 "frozen_stages",
                 "must be -1 (train every layer), 0 (freeze the stem) or 1..4 (the stem and layer1..layerN)",
             )
+        if not 1 <= self.frame_stack <= 4:
+            raise bad("frame_stack", "must be 1 (each frame alone) to 4")
+        if self.frame_stack > 1 and (self.freeze_backbone or self.frozen_stages >= 0):
+            raise bad(
+                "frame_stack",
+                "needs a trainable first convolution (its earlier frames' weights start at zero): "
+                "set freeze_backbone false and frozen_stages -1, or frame_stack 1",
+            )
         if self.pretrained and self.pretrained_path:
             raise ConfigError("model.pretrained and model.pretrained_path are both set: choose one")
         return self
@@ -120,6 +134,11 @@ class ModelConfig:
     def views(self) -> int:
         """Frames per model input: the number of cameras for a joint model, else 1."""
         return max(1, len(self.camera_names)) if self.multi_view == "joint" else 1
+
+    @property
+    def in_channels(self) -> int:
+        """Channels per view of a model input: 3 per stacked frame (newest first)."""
+        return 3 * self.frame_stack
 
     def _check_types(self) -> None:
         """Each key has its declared type (an int where an int is due: 256.0 is refused,

@@ -56,7 +56,24 @@ def build_backbone(cfg: ModelConfig) -> tuple[nn.Module, int]:
     elif cfg.pretrained_path:
         _load_backbone_file(net, Path(cfg.pretrained_path))
     net.fc = nn.Identity()
+    if cfg.frame_stack > 1:
+        _widen_stem(net, cfg.in_channels)
     return net, width
+
+
+def _widen_stem(net: resnet.ResNet, channels: int) -> None:
+    """model.frame_stack: the first convolution takes `channels` (3 per stacked frame, newest
+    first). The newest frame keeps the weights it had (initialised or loaded); the earlier
+    frames' weights start at zero, so the stacked model starts as the single-frame one and
+    learns from the difference what motion tells."""
+    old = net.conv1
+    conv = nn.Conv2d(
+        channels, old.out_channels, old.kernel_size, old.stride, old.padding, bias=old.bias is not None
+    )
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[:, :3] = old.weight
+    net.conv1 = conv
 
 
 def _load_backbone_file(net: nn.Module, path: Path) -> None:
@@ -166,8 +183,9 @@ class ResNetRewardModel(nn.Module):
             nn.Dropout(cfg.dropout),
             nn.Linear(cfg.hidden_dim, 1),
         )
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        k = cfg.frame_stack  # every stacked frame is normalised alike
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN * k).view(1, 3 * k, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD * k).view(1, 3 * k, 1, 1), persistent=False)
         for module in self.frozen_modules():
             module.requires_grad_(False)
         self.to(memory_format=torch.channels_last)
@@ -197,7 +215,7 @@ class ResNetRewardModel(nn.Module):
         return stages[: self.cfg.frozen_stages + 2] if self.cfg.frozen_stages >= 0 else []
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        n = check_input_shape(images, self.views)
+        n = check_input_shape(images, self.views, self.cfg.in_channels)
         x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
         x = x.reshape(-1, *x.shape[-3:])  # the views of a joint model share the backbone
         if self.cfg.normalize:
@@ -228,7 +246,7 @@ class ResNetRewardModel(nn.Module):
             self.eval()
         try:
             batch = torch.as_tensor(images).to(self.device, non_blocking=True)
-            check_input_shape(batch, self.views)
+            check_input_shape(batch, self.views, self.cfg.in_channels)
             if self.cfg.precision == "int8":
                 logits = self._int8()(to_unit(batch)).float()
             elif self.cfg.optimize == "freeze":
@@ -292,19 +310,22 @@ class ResNetRewardModel(nn.Module):
         return [p for p in self.parameters() if p.requires_grad]
 
 
-def check_input_shape(images: torch.Tensor, views: int) -> int:
-    """The batch size N of a model input: (N, 3, H, W) for a single-view model, (N, V, 3, H, W)
-    for a joint one over V cameras.
+def check_input_shape(images: torch.Tensor, views: int, channels: int = 3) -> int:
+    """The batch size N of a model input: (N, C, H, W) for a single-view model, (N, V, C, H, W)
+    for a joint one over V cameras; C = 3 per stacked frame (model.frame_stack).
 
     :raises ValueError: any other shape, saying what the model takes.
     """
     shape = tuple(images.shape)
-    if views == 1 and len(shape) == 4 and shape[1] == 3:
+    if views == 1 and len(shape) == 4 and shape[1] == channels:
         return shape[0]
-    if len(shape) == 5 and shape[1] == views and shape[2] == 3:
+    if len(shape) == 5 and shape[1] == views and shape[2] == channels:
         return shape[0]
+    c = str(channels) if channels == 3 else f"{channels} (3 per stacked frame)"
     want = (
-        "(N, 3, H, W)" if views == 1 else f"(N, {views}, 3, H, W): one frame of each of its {views} cameras"
+        f"(N, {c}, H, W)"
+        if views == 1
+        else f"(N, {views}, {c}, H, W): one input of each of its {views} cameras"
     )
     raise ValueError(f"model input of shape {list(shape)}: this model takes {want}")
 
@@ -321,7 +342,7 @@ class _Inference(nn.Module):
         self.register_buffer("mean", model.mean.clone())
         self.register_buffer("std", model.std.clone())
         self.normalize, self.dtype = model.cfg.normalize, dtype
-        self.chw = tuple(int(v) for v in model.cfg.image_size)
+        self.chw = (model.cfg.in_channels, *(int(v) for v in model.cfg.image_size[1:]))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         n = images.shape[0]

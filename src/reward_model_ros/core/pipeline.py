@@ -33,6 +33,32 @@ class FrameSet:
     """per frame: converted from a mono encoding"""
     reasons: list[str | None] | None = None
     """validity already checked by the caller ('' = valid, a reason = invalid, None = check here)"""
+    past: list[list[np.ndarray]] | None = None
+    """per camera, its earlier frames, newest first (FrameHistory): what a frame-stacked
+    checkpoint (model.frame_stack > 1) takes besides the frame; None = none (the frame stands in)"""
+
+
+class FrameHistory:
+    """A stream's (or an env's) last frames per camera, for frame-stacked checkpoints
+    (model.frame_stack k > 1): `push` gives a set's k - 1 earlier frames per camera and keeps
+    the set. Push every valid set as it arrives, also those dropped as stale, so that "the frame
+    before" is the camera's previous frame as in the training episodes; `reset` at each
+    episode start (the first frame then stands in for the missing ones, as in training)."""
+
+    def __init__(self, frame_stack: int) -> None:
+        self.keep = max(0, frame_stack - 1)
+        self._frames: dict[str, list[np.ndarray]] = {}
+
+    def push(self, frames: Sequence[np.ndarray], cameras: Sequence[str]) -> list[list[np.ndarray]] | None:
+        if not self.keep:
+            return None
+        past = [list(self._frames.get(c, [])) for c in cameras]
+        for f, c in zip(frames, cameras, strict=True):
+            self._frames[c] = [f, *self._frames.get(c, [])][: self.keep]
+        return past
+
+    def reset(self) -> None:
+        self._frames.clear()
 
 
 @dataclass
@@ -77,20 +103,26 @@ class RewardPipeline:
         """The per-stream (per-env) decision state; reset it at every episode start."""
         return RewardMapper(self.cfg)
 
+    def history(self) -> FrameHistory:
+        """The per-stream (per-env) frame history of a frame-stacked checkpoint (a no-op for
+        frame_stack 1); reset it at every episode start."""
+        return FrameHistory(self.scorer.frame_stack)
+
     def score(self, sets: Sequence[FrameSet], background: bool = False) -> list[SetScore]:
         """All frames of all sets in one batched pass (invalid ones skipped)."""
-        frames, cameras, grey, reasons = [], [], [], []
+        frames, cameras, grey, reasons, past = [], [], [], [], []
         for s in sets:
             n = len(s.frames)
             frames += s.frames
             cameras += s.cameras
             grey += s.greyscale or [False] * n
             reasons += s.reasons if s.reasons is not None else [None] * n
+            past += s.past if s.past is not None else [[]] * n
         checked = [
             r if r is not None else self.scorer.check(f, c, g)
             for f, c, g, r in zip(frames, cameras, grey, reasons, strict=True)
         ]
-        scored = self.scorer.score(frames, cameras, grey, background=background, reasons=checked)
+        scored = self.scorer.score(frames, cameras, grey, background=background, reasons=checked, past=past)
         inputs = iter(scored.inputs)
         out = []
         i = 0

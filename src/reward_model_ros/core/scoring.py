@@ -95,6 +95,8 @@ class FrameScorer:
         self._lock = _PriorityLock()
         self.views = checkpoint.config.views
         """frames per model input: a joint multi-view checkpoint's camera count, else 1"""
+        self.frame_stack = checkpoint.config.frame_stack
+        """frames of each camera per input: this one and frame_stack - 1 before it (`past`)"""
 
     @property
     def model_id(self) -> str:
@@ -113,10 +115,16 @@ class FrameScorer:
         greyscale: Sequence[bool] | None = None,
         background: bool = False,
         reasons: Sequence[str | None] | None = None,
+        past: Sequence[Sequence[np.ndarray]] | None = None,
     ) -> ScoredSet:
         """Probabilities for RGB frames (H, W, 3) uint8 of any size. `greyscale`: per frame,
         converted from a mono encoding. `reasons`: checks already run by the caller (None =
         run them here). `background`: a batch request that yields to the stream.
+
+        A frame-stacked checkpoint (`frame_stack` k > 1) also takes, per frame, that camera's
+        earlier frames, newest first (`past`, from the stream's FrameHistory or the dataset's
+        episode): the earliest given stands in for missing ones, the frame itself for none,
+        as at an episode's start in training.
 
         A joint multi-view checkpoint (`views` > 1) judges frame sets: the frames come in
         consecutive groups of `views`, one frame of each checkpoint camera per group in any
@@ -145,12 +153,12 @@ class FrameScorer:
             inputs = self.preprocess.batch([frames[i] for i in keep], [cameras[i] for i in keep])
             valid_groups = [g for g in groups if not why[g[0]]]
             at = {i: k for k, i in enumerate(keep)}
-            batch = inputs
+            batch = inputs if self.frame_stack == 1 else self._stacked(inputs, keep, cameras, past)
             if self.views > 1:  # (sets, V, 3, H, W) in the checkpoint's camera order
                 order = self.checkpoint.config.camera_names
                 batch = np.stack(
                     [
-                        inputs[[at[i] for i in sorted(g, key=lambda i: order.index(cameras[i]))]]
+                        batch[[at[i] for i in sorted(g, key=lambda i: order.index(cameras[i]))]]
                         for g in valid_groups
                     ]
                 )
@@ -172,6 +180,27 @@ class FrameScorer:
                     else:
                         why[i] = NONFINITE
         return ScoredSet(probs, [not r for r in why], why, inputs, time.perf_counter() - start, logits)
+
+    def _stacked(
+        self,
+        inputs: np.ndarray,
+        keep: list[int],
+        cameras: list[str | None],
+        past: Sequence[Sequence[np.ndarray]] | None,
+    ) -> np.ndarray:
+        """(N, 3k, H, W): each kept frame's input with its k - 1 earlier frames' behind it."""
+        k = self.frame_stack
+        earlier: list[np.ndarray] = []  # (k - 1) inputs per kept frame, newest first
+        for j, i in enumerate(keep):
+            given = list(past[i]) if past is not None and past[i] is not None else []
+            if given:
+                pre = self.preprocess.batch(given[: k - 1], [cameras[i]] * min(len(given), k - 1))
+                pre = [*pre, *[pre[-1]] * (k - 1 - len(pre))]
+            else:
+                pre = [inputs[j]] * (k - 1)
+            earlier += pre
+        back = np.stack(earlier).reshape(len(keep), (k - 1) * 3, *inputs.shape[-2:])
+        return np.concatenate([inputs, back], axis=1)
 
     def _groups(self, cameras: list[str | None]) -> list[list[int]]:
         """Frame indices per model input: one frame each, or a joint model's sets."""
@@ -204,6 +233,7 @@ class FrameScorer:
     def warm_up(self) -> None:
         """One forward pass so the first real frame does not pay for lazy initialisation."""
         _, h, w = self.checkpoint.config.image_size
+        c = self.checkpoint.config.in_channels
         for _ in range(3):  # oneDNN picks and caches its kernels over the first calls
             with self._lock.hold(foreground=True):
-                self.scorer(np.zeros((1, 3, h, w) if self.views == 1 else (1, self.views, 3, h, w), np.uint8))
+                self.scorer(np.zeros((1, c, h, w) if self.views == 1 else (1, self.views, c, h, w), np.uint8))

@@ -490,6 +490,7 @@ class RewardNode(Node):
         self.pipeline, self.decision_source = pipeline, source
         self.reward_cfg, self.fusion = pipeline.cfg, pipeline.fusion
         self.mapper = pipeline.mapper()
+        self.history = pipeline.history()  # model.frame_stack: the stream's earlier frames
 
     def _on_parameters(self, changes: dict) -> None:
         """A runtime change of the reward settings: a new mapping (the debounce starts over)."""
@@ -563,7 +564,9 @@ class RewardNode(Node):
             if not any(f.reason for f in frames):
                 if self._pending is not None:
                     self.counts["dropped_stale"] += 1
-                self._pending = (sequence, frames)
+                # every valid set enters the history, also one then dropped as stale
+                past = self.history.push([f.rgb for f in frames], self.cameras)
+                self._pending = (sequence, frames, past)
                 self._cv.notify()
                 return
         self._publish(sequence, frames, invalid_score([f.reason for f in frames], self.cameras))
@@ -576,9 +579,13 @@ class RewardNode(Node):
             if pending is None:
                 continue
             try:
-                sequence, frames = pending
+                sequence, frames, past = pending
                 fs = FrameSet(
-                    [f.rgb for f in frames], self.cameras, [f.grey for f in frames], [None] * len(frames)
+                    [f.rgb for f in frames],
+                    self.cameras,
+                    [f.grey for f in frames],
+                    [None] * len(frames),
+                    past,
                 )
                 try:
                     score = self.pipeline.score([fs])[0]
@@ -646,6 +653,8 @@ class RewardNode(Node):
         with self._state:
             if event.event == EpisodeEvent.START:
                 self.mapper.reset()
+                with self._cv:
+                    self.history.reset()
                 return
             if event.event not in END_EVENTS:
                 return
@@ -746,9 +755,16 @@ class RewardNode(Node):
         probs = [0.0] * n
         start = time.perf_counter()
         if frames:
+            # a frame-stacked checkpoint: each camera's images, in request order, are consecutive frames
+            history = self.pipeline.history()
+            past = [history.push([f[1]], [f[3]]) for f in frames]
             try:
                 scored = self.scorer.score(
-                    [f[1] for f in frames], [f[3] for f in frames], [f[2] for f in frames], background=True
+                    [f[1] for f in frames],
+                    [f[3] for f in frames],
+                    [f[2] for f in frames],
+                    background=True,
+                    past=[p[0] if p else [] for p in past],
                 )
                 for (i, *_), prob, why in zip(frames, scored.probabilities, scored.reasons, strict=True):
                     probs[i] = prob

@@ -101,13 +101,16 @@ def demos_from_bags(
 
 
 def _add_episode(buf: ReplayBuffer, ep: dict, env, to_action: ActionFn, terminate_on_success: bool) -> None:
-    mapper = env.pipeline.mapper()
+    mapper, history = env.pipeline.mapper(), env.pipeline.history()
     stamps = ep["stamps"]
+    if stamps:
+        history.push([ep["frames"][stamps[0]]], env.cameras[:1])
     for k, (t0, t1) in enumerate(itertools.pairwise(stamps)):
+        past = history.push([ep["frames"][t1]], env.cameras[:1])
         applied = ep["actions"].get(t1)
         if applied is None:
             continue  # a step whose action was not recorded
-        score = env.pipeline.score([FrameSet([ep["frames"][t1]], env.cameras[:1])])[0]
+        score = env.pipeline.score([FrameSet([ep["frames"][t1]], env.cameras[:1], past=past)])[0]
         _success, reward, terminated, truncated = env.decide(mapper, score, k + 1, None)
         obs = torch.as_tensor(ep["states"][t0]).reshape(1, -1)
         nxt = torch.as_tensor(ep["states"][t1]).reshape(1, -1)

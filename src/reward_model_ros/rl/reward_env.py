@@ -113,6 +113,7 @@ class LearnedRewardEnv:
         self.max_episode_steps = cfg.max_episode_steps
         self.monitor = monitor
         self.mappers: list[RewardMapper] = [pipeline.mapper() for _ in range(self.num_envs)]
+        self.histories = [pipeline.history() for _ in range(self.num_envs)]  # model.frame_stack
         self.episodes = [_Episode() for _ in range(self.num_envs)]
         self.scoring_seconds = 0.0
         """total time spent checking and scoring frames (for the step-cost benchmark)"""
@@ -127,7 +128,11 @@ class LearnedRewardEnv:
         for m in self.mappers:
             m.reset()
         self.episodes = [_Episode() for _ in range(self.num_envs)]
-        return self.sim.reset(seed).obs
+        s = self.sim.reset(seed)
+        for i, h in enumerate(self.histories):  # the reset frame is the first frame's predecessor
+            h.reset()
+            h.push(s.frames[i], self.cameras)
+        return s.obs
 
     def step(self, action: torch.Tensor) -> StepResult:
         s = self.sim.step(action)
@@ -136,7 +141,13 @@ class LearnedRewardEnv:
         if self.cfg.oracle:
             scores = [SetScore(float(g), [float(g)], True, "", 0.0) for g in gt]
         else:
-            scores = self.pipeline.score([FrameSet(list(s.frames[i]), self.cameras) for i in range(n)])
+            sets = [
+                FrameSet(
+                    list(s.frames[i]), self.cameras, past=self.histories[i].push(s.frames[i], self.cameras)
+                )
+                for i in range(n)
+            ]
+            scores = self.pipeline.score(sets)
         self.scoring_seconds += sum(x.seconds for x in scores)
         env_r = s.env_reward.detach().to("cpu", torch.float32).tolist()
         rewards, terminated, truncated, ended_info = [0.0] * n, [False] * n, [False] * n, []
@@ -174,11 +185,13 @@ class LearnedRewardEnv:
         final_obs = obs.clone()
         done = [i for i in range(n) if terminated[i] or truncated[i]]
         if done:
-            fresh = self.sim.reset(None, done).obs
+            fresh = self.sim.reset(None, done)
             obs = obs.clone()
-            obs[done] = fresh[done]
+            obs[done] = fresh.obs[done]
             for i in done:
                 self.mappers[i].reset()
+                self.histories[i].reset()
+                self.histories[i].push(fresh.frames[i], self.cameras)
                 self.episodes[i] = _Episode()
                 if self.monitor is not None:
                     self.monitor.end_episode(i)

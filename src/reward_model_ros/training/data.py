@@ -28,21 +28,84 @@ class Example:
     views: tuple[tuple[Path, str], ...] = ()
     """a joint multi-view example: (path, camera) of every view in the model's camera order
     (path and camera are then the first view's)"""
+    past: tuple[tuple[Path, ...], ...] = ()
+    """model.frame_stack > 1: per view (one entry for a single-view example), the paths of that
+    camera's frame_stack - 1 frames before this one, newest first"""
 
 
-def examples_from(rows: list[dict], root: Path, joint_cameras: list[str] | None = None) -> list[Example]:
+def earlier_rows(rows: list[dict], frame_stack: int, where: object = "the dataset") -> list[list[dict]]:
+    """Per row, the frame_stack - 1 rows of its episode before it, newest first; at the
+    episode's start its first row stands in for the missing ones, as reward_node's stream
+    history does.
+
+    :raises ValueError: an episode with frames missing between its first and last (a dataset
+        built with fail_success_ratio > 0 keeps a sample of the frames): a stacked model needs
+        every frame.
+    """
+    if frame_stack <= 1:
+        return [[] for _ in rows]
+    by_ep: dict[str, dict[int, dict]] = defaultdict(dict)
+    for r in rows:
+        by_ep[r["episode"]][int(r["frame"])] = r
+    for ep, frames in by_ep.items():
+        if len(frames) != max(frames) - min(frames) + 1:
+            raise ValueError(
+                f"{where}: episode {ep} has {len(frames)} of the frames {min(frames)}..{max(frames)}; "
+                f"model.frame_stack={frame_stack} needs each frame's predecessors, and a dataset built "
+                "with fail_success_ratio > 0 or a set of mined frames keeps only some: rebuild it with "
+                "`reward-model process` and fail_success_ratio 0, or train with model.frame_stack=1"
+            )
+    out = []
+    for r in rows:
+        frames, f = by_ep[r["episode"]], int(r["frame"])
+        first = min(frames)
+        out.append([frames[max(first, f - j)] for j in range(1, frame_stack)])
+    return out
+
+
+def examples_from(
+    rows: list[dict],
+    root: Path,
+    joint_cameras: list[str] | None = None,
+    frame_stack: int = 1,
+    context: list[dict] | None = None,
+) -> list[Example]:
     """One example per camera image of each sample, or, with `joint_cameras` (a joint
-    multi-view model's camera_names), one per sample holding all its views in that order."""
+    multi-view model's camera_names), one per sample holding all its views in that order.
+    With `frame_stack` > 1 each example also holds its camera's earlier frames, looked up in
+    `context` (all the split's rows, default `rows`: a sampled subset still finds them)."""
+    past_of: dict[tuple[str, int], list[dict]] = {}
+    if frame_stack > 1:
+        ctx = context if context is not None else rows
+        past_of = {
+            (r["episode"], int(r["frame"])): e
+            for r, e in zip(ctx, earlier_rows(ctx, frame_stack, root), strict=True)
+        }
 
-    def example(r: dict, cam: str, views: tuple = ()) -> Example:
+    def past(r: dict, cams: list[str]) -> tuple[tuple[Path, ...], ...]:
+        if frame_stack <= 1:
+            return ()
+        earlier = past_of[(r["episode"], int(r["frame"]))]
+        return tuple(tuple(root / e["images"][c] for e in earlier) for c in cams)
+
+    def example(r: dict, cam: str, views: tuple = (), cams: list[str] | None = None) -> Example:
         path = root / r["images"][cam]
         return Example(
-            path, int(r["label"]), r["episode"], int(r["frame"]), cam, int(r.get("stamp_ns", 0)), views
+            path,
+            int(r["label"]),
+            r["episode"],
+            int(r["frame"]),
+            cam,
+            int(r.get("stamp_ns", 0)),
+            views,
+            past(r, cams or [cam]),
         )
 
     if joint_cameras:
         return [
-            example(r, joint_cameras[0], tuple((root / r["images"][c], c) for c in joint_cameras))
+            example(
+                r, joint_cameras[0], tuple((root / r["images"][c], c) for c in joint_cameras), joint_cameras
+            )
             for r in rows
         ]
     return [example(r, cam) for r in rows for cam in r["images"]]
@@ -141,6 +204,29 @@ def load_rgb(path: Path) -> np.ndarray:
     return load_frame(path)[0]
 
 
+class PastFrames:
+    """The earlier frames a frame-stacked checkpoint (model.frame_stack k > 1) takes with each
+    dataset frame, for scoring a split as reward_node's stream would: `of(i, camera)` gives
+    row i's camera frames before it, newest first ([] for k = 1). Recently read files are
+    kept, since each frame is also its successors' past."""
+
+    def __init__(self, rows: list[dict], root: Path, frame_stack: int) -> None:
+        self.root = root
+        self.earlier = earlier_rows(rows, frame_stack, root)
+        self._cache: dict[Path, np.ndarray] = {}
+
+    def of(self, i: int, camera: str) -> list[np.ndarray]:
+        out = []
+        for r in self.earlier[i]:
+            path = self.root / r["images"][camera]
+            if path not in self._cache:
+                if len(self._cache) > 64:
+                    self._cache.pop(next(iter(self._cache)))
+                self._cache[path] = load_rgb(path)
+            out.append(self._cache[path])
+        return out
+
+
 def frame_info(rows: list[dict], root: Path, samples: int = 20) -> dict:
     """Frame sizes per camera and whether the frames are colour, from the first samples:
     stored in the checkpoint so that frames unlike the training data can be refused."""
@@ -169,7 +255,9 @@ class Augment:
         return self.hflip > 0 and float(torch.rand(1, generator=gen)) < self.hflip
 
     def __call__(self, img: torch.Tensor, gen: torch.Generator, flip: bool = False) -> torch.Tensor:
-        _, h, w = img.shape
+        """`img`: (3k, H, W), k stacked frames of one camera (model.frame_stack), all shifted and
+        jittered alike so that only the scene's motion tells them apart."""
+        c, h, w = img.shape
         x = img.float()
         if flip:
             x = x.flip(-1)
@@ -180,12 +268,12 @@ class Augment:
             x = padded[:, dy : dy + h, dx : dx + w]
         if self.jitter > 0:
             j = self.jitter
-            b, c, sat = (1.0 + (torch.rand(3, generator=gen) * 2 - 1) * j).tolist()
-            x = x * b
+            b, con, sat = (1.0 + (torch.rand(3, generator=gen) * 2 - 1) * j).tolist()
+            x = x.reshape(c // 3, 3, h, w) * b
             mean = x.mean()
-            x = (x - mean) * c + mean
-            gray = x.mean(dim=0, keepdim=True)
-            x = (x - gray) * sat + gray
+            x = (x - mean) * con + mean
+            gray = x.mean(dim=1, keepdim=True)
+            x = ((x - gray) * sat + gray).reshape(c, h, w)
         return x.clamp_(0, 255).to(torch.uint8)
 
 
@@ -214,10 +302,12 @@ class FrameDataset(Dataset):
         if self._cache is not None and i in self._cache:
             return self._cache[i]
         ex = self.examples[i]
-        if ex.views:
-            img = np.stack([self.pre(load_rgb(path), cam) for path, cam in ex.views])
-        else:
-            img = self.pre(load_rgb(ex.path), ex.camera)
+        views = ex.views or ((ex.path, ex.camera),)
+        stacked = []
+        for v, (path, cam) in enumerate(views):
+            frames = [path, *(ex.past[v] if ex.past else ())]  # newest first: (3k, H, W)
+            stacked.append(np.concatenate([self.pre(load_rgb(f), cam) for f in frames]))
+        img = np.stack(stacked) if ex.views else stacked[0]
         if self._cache is not None:
             self._cache[i] = img
         return img

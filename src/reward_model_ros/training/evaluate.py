@@ -33,7 +33,7 @@ from reward_model_ros.core.reward import DEFAULT_FUSION, Debouncer, decide, fuse
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.data import is_training_data, load_frame, load_rgb
+from reward_model_ros.training.data import PastFrames, is_training_data, load_frame, load_rgb
 from reward_model_ros.training.hard_negatives import trained_episodes
 
 log = logging.getLogger(__name__)
@@ -58,11 +58,12 @@ def score_rows(
     the same FrameScorer (validity checks, crop boxes by camera name, resize, model) and
     fusion as reward_node, which gives an invalid set probability 0 and no success."""
     scorer = FrameScorer(ckpt, micro_batch_size=batch)
+    history = PastFrames(rows, root, scorer.frame_stack)
     out = np.empty(len(rows), np.float32)
     invalid = [""] * len(rows)
     for start in range(0, len(rows), batch):
         chunk = rows[start : start + batch]
-        frames, cameras, grey, owners = [], [], [], []
+        frames, cameras, grey, owners, past = [], [], [], [], []
         for j, r in enumerate(chunk):
             for cam, rel in r["images"].items():
                 rgb, is_grey = load_frame(root / rel)
@@ -70,7 +71,8 @@ def score_rows(
                 grey.append(is_grey)
                 cameras.append(cam)
                 owners.append(j)
-        scored = scorer.score(frames, cameras, grey)
+                past.append(history.of(start + j, cam))
+        scored = scorer.score(frames, cameras, grey, past=past)
         per: dict[int, list[float]] = defaultdict(list)
         for j, prob, why in zip(owners, scored.probabilities, scored.reasons, strict=True):
             per[j].append(prob)
@@ -411,6 +413,11 @@ def predict_files(
         ckpt, -1.0 if threshold is None else threshold, -1 if debounce is None else debounce
     )
     cameras = list(ckpt.config.camera_names)
+    if ckpt.config.frame_stack > 1 and not sequence:
+        raise ValueError(
+            f"{checkpoint} judges each frame with the {ckpt.config.frame_stack - 1} before it "
+            "(model.frame_stack): score the files as one episode with --sequence (in name order)"
+        )
     if ckpt.config.views > 1:
         raise ValueError(
             f"{checkpoint} judges the frames of its cameras {cameras} together (model.multi_view=joint): "
@@ -436,7 +443,11 @@ def predict_files(
             rows.append({"path": str(f), "error": str(exc)})
     for start in range(0, len(frames), 32):
         chunk = frames[start : start + 32]
-        scored = scorer.score([c[1] for c in chunk], [camera] * len(chunk), [c[2] for c in chunk])
+        past = [
+            [frames[max(0, start + j - b)][1] for b in range(1, scorer.frame_stack)]
+            for j in range(len(chunk))
+        ]
+        scored = scorer.score([c[1] for c in chunk], [camera] * len(chunk), [c[2] for c in chunk], past=past)
         inputs = iter(scored.inputs)
         for (i, _, _), prob, why in zip(chunk, scored.probabilities, scored.reasons, strict=True):
             rows[i].update(probability=prob, threshold=settings.reward_threshold, valid=not why)

@@ -56,7 +56,9 @@ def quantize_checkpoint(
         )
     ckpt = load_checkpoint(checkpoint, {"precision": "fp32", "optimize": "none"})
     joint = list(ckpt.config.camera_names) if ckpt.config.views > 1 else None
-    ds = FrameDataset(examples_from(picked, data, joint), ckpt.config, None, cache=False)
+    ds = FrameDataset(
+        examples_from(picked, data, joint, ckpt.config.frame_stack), ckpt.config, None, cache=False
+    )
     inputs = calibration_inputs(ds, frames)
     entry = store_int8_frames(checkpoint, inputs, f"{data} {split}, {len(inputs)} inputs")
     out: dict[str, Any] = dict(entry)

@@ -24,7 +24,7 @@ from reward_model_ros.core.checkpoint import Checkpoint, load_checkpoint, store_
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.data import is_training_data, load_frame
+from reward_model_ros.training.data import PastFrames, is_training_data, load_frame
 
 T_MIN, T_MAX = 0.05, 20.0
 """the temperatures searched"""
@@ -127,19 +127,21 @@ def split_logits(
     for a joint multi-view checkpoint), checked and preprocessed as reward_node does
     (FrameScorer); inputs that fail a validity check are left out (counted)."""
     scorer = FrameScorer(ckpt, micro_batch_size=batch)
+    history = PastFrames(rows, root, scorer.frame_stack)
     logits, labels, invalid = [], [], 0
     for start in range(0, len(rows), batch):
-        frames, cameras, grey, label = [], [], [], []
-        for r in rows[start : start + batch]:
+        frames, cameras, grey, label, past = [], [], [], [], []
+        for j, r in enumerate(rows[start : start + batch]):
             for cam, rel in r["images"].items():
                 rgb, is_grey = load_frame(root / rel)
                 frames.append(rgb)
                 cameras.append(cam)
                 grey.append(is_grey)
                 label.append(int(r["label"]))
+                past.append(history.of(start + j, cam))
         if not frames:
             continue
-        scored = scorer.score(frames, cameras, grey)
+        scored = scorer.score(frames, cameras, grey, past=past)
         for i in range(0, len(frames), scorer.views):  # a joint set's frames share one logit
             if scored.valid[i]:
                 logits.append(scored.logits[i])

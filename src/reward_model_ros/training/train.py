@@ -340,8 +340,10 @@ class Trainer:
                 )
             )
         rest = [r for r in train if MINED_KEY not in r]
+        context = train  # every training frame: a sampled frame's predecessors (model.frame_stack)
         train = sample_rows(rest, d.num_samples_per_episode, d.fail_success_ratio, self.cfg.seed) + mined
         joint = list(self.model_cfg.camera_names) if self.model_cfg.views > 1 else None
+        k = self.model_cfg.frame_stack
         per_row = [d.hard_negative_weight if MINED_KEY in r else 1.0 for r in train]  # per example:
         self.train_weights = np.array(  # one per sample for a joint model, else one per camera image
             per_row if joint else [w for w, r in zip(per_row, train, strict=True) for _ in r["images"]]
@@ -350,9 +352,13 @@ class Trainer:
             raise TrainError(f"{self.data_dir}: the training split has one class only; record both outcomes")
         augment = Augment(d.shift, d.color_jitter, d.hflip) if d.augment else None
         tr = FrameDataset(
-            examples_from(train, self.data_dir, joint), self.model_cfg, augment, d.cache, self.cfg.seed
+            examples_from(train, self.data_dir, joint, k, context),
+            self.model_cfg,
+            augment,
+            d.cache,
+            self.cfg.seed,
         )
-        va = FrameDataset(examples_from(val, self.data_dir, joint), self.model_cfg, None, d.cache)
+        va = FrameDataset(examples_from(val, self.data_dir, joint, k), self.model_cfg, None, d.cache)
         self.val_rows = sorted(val, key=lambda r: (r["episode"], r["frame"]))
         return tr, va
 
@@ -807,7 +813,7 @@ class Trainer:
         for label, name in ((1, "success"), (0, "failure")):
             idx = np.flatnonzero(labels == label)[:16]
             # (V, 3, H, W) or (3, H, W): a joint example's views are stacked top to bottom in its tile
-            chw = [ds[i][0].numpy() for i in idx]
+            chw = [ds[i][0].numpy()[..., :3, :, :] for i in idx]  # the newest of stacked frames
             tiles = [np.vstack(x.reshape(-1, *x.shape[-3:]).transpose(0, 2, 3, 1)) for x in chw]
             if tiles:
                 grid = np.hstack(tiles)
