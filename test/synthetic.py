@@ -121,7 +121,9 @@ def make_two_view_dataset(
     return root
 
 
-def make_motion_dataset(root: Path, episodes: int = 16, frames: int = 12, size: int = 32, seed: int = 0) -> Path:
+def make_motion_dataset(
+    root: Path, episodes: int = 16, frames: int = 12, size: int = 32, seed: int = 0
+) -> Path:
     """Only motion tells the outcome: every frame shows the same grey disc on the episode's
     fixed background. The disc jumps to a new place every frame, except in a success episode's
     second half, where it stops: a frame is a success when its disc is where the frame before
