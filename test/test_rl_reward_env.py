@@ -19,10 +19,12 @@ from reward_model_ros.rl.reward_env import LearnedRewardEnv, RewardEnvConfig, Si
 class ProbabilityScorer:
     """A FrameScorer stand-in: a frame's probability is its first pixel / 255 (255 = invalid)."""
 
+    frame_stack = 1  # judges each frame alone: no history to keep
+
     def check(self, rgb, camera=None, greyscale=False):
         return "covered camera" if rgb[0, 0, 0] == 255 else None
 
-    def score(self, frames, cameras=None, greyscale=None, background=False, reasons=None):
+    def score(self, frames, cameras=None, greyscale=None, background=False, reasons=None, past=None):
         why = [r or "" for r in (reasons or [None] * len(frames))]
         probs = [0.0 if w else float(f[0, 0, 0]) / 254.0 for f, w in zip(frames, why, strict=True)]
         inputs = np.zeros((sum(not w for w in why), 3, 4, 4), np.uint8)
