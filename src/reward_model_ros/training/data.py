@@ -3,6 +3,7 @@ image of a sample, preprocessed exactly as reward_node does, augmented for train
 
 from __future__ import annotations
 
+import functools
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -207,24 +208,17 @@ def load_rgb(path: Path) -> np.ndarray:
 class PastFrames:
     """The earlier frames a frame-stacked checkpoint (model.frame_stack k > 1) takes with each
     dataset frame, for scoring a split as reward_node's stream would: `of(i, camera)` gives
-    row i's camera frames before it, newest first ([] for k = 1). Recently read files are
-    kept, since each frame is also its successors' past."""
+    row i's camera frames before it, newest first ([] for k = 1). `frame` reads a file through
+    the same small cache, so a frame read as itself is not read again as its successor's past."""
 
     def __init__(self, rows: list[dict], root: Path, frame_stack: int) -> None:
         self.root = root
         self.earlier = earlier_rows(rows, frame_stack, root)
-        self._cache: dict[Path, np.ndarray] = {}
+        self.frame = functools.lru_cache(maxsize=64)(load_frame)
+        """(RGB, greyscale) of an image file, as load_frame, cached"""
 
     def of(self, i: int, camera: str) -> list[np.ndarray]:
-        out = []
-        for r in self.earlier[i]:
-            path = self.root / r["images"][camera]
-            if path not in self._cache:
-                if len(self._cache) > 64:
-                    self._cache.pop(next(iter(self._cache)))
-                self._cache[path] = load_rgb(path)
-            out.append(self._cache[path])
-        return out
+        return [self.frame(self.root / r["images"][camera])[0] for r in self.earlier[i]]
 
 
 def frame_info(rows: list[dict], root: Path, samples: int = 20) -> dict:

@@ -66,7 +66,7 @@ def score_rows(
         frames, cameras, grey, owners, past = [], [], [], [], []
         for j, r in enumerate(chunk):
             for cam, rel in r["images"].items():
-                rgb, is_grey = load_frame(root / rel)
+                rgb, is_grey = history.frame(root / rel)
                 frames.append(rgb)
                 grey.append(is_grey)
                 cameras.append(cam)

@@ -24,7 +24,7 @@ from reward_model_ros.core.checkpoint import Checkpoint, load_checkpoint, store_
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.data.dataset import read_manifest
 from reward_model_ros.training import metrics as M
-from reward_model_ros.training.data import PastFrames, is_training_data, load_frame
+from reward_model_ros.training.data import PastFrames, is_training_data
 
 T_MIN, T_MAX = 0.05, 20.0
 """the temperatures searched"""
@@ -133,7 +133,7 @@ def split_logits(
         frames, cameras, grey, label, past = [], [], [], [], []
         for j, r in enumerate(rows[start : start + batch]):
             for cam, rel in r["images"].items():
-                rgb, is_grey = load_frame(root / rel)
+                rgb, is_grey = history.frame(root / rel)
                 frames.append(rgb)
                 cameras.append(cam)
                 grey.append(is_grey)
