@@ -164,3 +164,12 @@ def test_a_stacked_checkpoint_refuses_a_contradicting_override(motion, tmp_path)
     # the RL reward and reward_node build the same pipeline: it keeps a history per stream
     pipeline, _, _ = build_pipeline(loaded, ["camera"])
     assert pipeline.history().keep == 1
+
+
+def test_the_oracle_baselines_pipeline_without_a_scorer_keeps_no_history():
+    """bench/rl_pushcube.py's oracle run builds RewardPipeline(None, ...): it has no frames to stack."""
+    from reward_model_ros.core.pipeline import RewardPipeline
+    from reward_model_ros.core.reward import RewardConfig
+
+    history = RewardPipeline(None, RewardConfig()).history()
+    assert history.push([np.zeros((2, 2, 3), np.uint8)], ["camera"]) is None

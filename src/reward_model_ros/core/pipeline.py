@@ -105,8 +105,9 @@ class RewardPipeline:
 
     def history(self) -> FrameHistory:
         """The per-stream (per-env) frame history of a frame-stacked checkpoint (a no-op for
-        frame_stack 1); reset it at every episode start."""
-        return FrameHistory(self.scorer.frame_stack)
+        frame_stack 1, and for the oracle baseline's pipeline, which has no scorer); reset it at
+        every episode start."""
+        return FrameHistory(self.scorer.frame_stack if self.scorer is not None else 1)
 
     def score(self, sets: Sequence[FrameSet], background: bool = False) -> list[SetScore]:
         """All frames of all sets in one batched pass (invalid ones skipped)."""
