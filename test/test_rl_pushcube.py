@@ -104,3 +104,22 @@ def test_the_gpu_pickcube_config_runs_on_the_cpu_with_two_envs(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["task"] == "PickCube-v1" and result["algo"] == "ppo" and result["steps"] == 40
     assert result["final_eval"]["episodes"] == 2
+
+
+def test_the_oracle_baseline_trains_through_rl_train(tmp_path):
+    """bench/rl_pushcube.py's baseline: `reward.oracle=true` builds a pipeline with no classifier
+    (and no frame history), and its rewards are the simulator's success: never a scored frame."""
+    out = tmp_path / "run"
+    cmd = [
+        EXE, "rl", "train", "--config", str(ROOT / "config" / "rl_pushcube.yaml"), "reward.oracle=true",
+        f"reward.checkpoint_path={tmp_path / 'none'}", "env.camera_size=64", "sac.total_steps=60", "sac.learning_starts=30",
+        "sac.batch_size=32", "sac.time_budget_s=0", "sac.progress=false", "sac.hidden=[32,32]",
+        "sac.bc_pretrain_steps=10", "demos.episodes=1", "eval.episodes=1", "eval.interval=60",
+        f"output_dir={out}",
+    ]  # fmt: skip
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["reward"].startswith("ORACLE") and result["steps"] == 60
+    assert result["reward_scoring_s"] == 0.0  # no classifier ran
+    assert result["final_eval"]["episodes"] == 1
