@@ -112,7 +112,8 @@ def test_the_oracle_baseline_trains_through_rl_train(tmp_path):
     out = tmp_path / "run"
     cmd = [
         EXE, "rl", "train", "--config", str(ROOT / "config" / "rl_pushcube.yaml"), "reward.oracle=true",
-        f"reward.checkpoint_path={tmp_path / 'none'}", "env.camera_size=64", "sac.total_steps=60", "sac.learning_starts=30",
+        f"reward.checkpoint_path={tmp_path / 'none'}", "env.camera_size=64", "sac.total_steps=60",
+        "sac.learning_starts=30",
         "sac.batch_size=32", "sac.time_budget_s=0", "sac.progress=false", "sac.hidden=[32,32]",
         "sac.bc_pretrain_steps=10", "demos.episodes=1", "eval.episodes=1", "eval.interval=60",
         f"output_dir={out}",
