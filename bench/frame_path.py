@@ -2,6 +2,7 @@
 
     python bench/frame_path.py [--width 640 --height 480] [--archs resnet18]
         [--settings fp32:none bf16:freeze int8:freeze] [--threads N] [--repeats 300] [--jpeg-quality 90]
+        [--frame-stack 2]
 
 What reward_node does per frame, timed in this process (no DDS): decode the message (raw
 rgb8 and bgr8 Images, JPEG and PNG CompressedImages as image_transport's compressed plugin
@@ -26,6 +27,7 @@ from sensor_msgs.msg import Image
 
 from reward_model_ros.core.checkpoint import untrained
 from reward_model_ros.core.config import ModelConfig
+from reward_model_ros.core.pipeline import FrameHistory
 from reward_model_ros.core.scoring import FrameScorer
 from reward_model_ros.ros.conversions import array_to_image, frame_to_rgb, rgb_to_compressed
 
@@ -66,15 +68,18 @@ def stats(ms: list[float]) -> dict[str, float]:
 
 
 def measure(scorer: FrameScorer, rgb: np.ndarray, messages: dict, repeats: int) -> dict:
+    """A frame-stacked checkpoint scores each frame with the frames before it, as reward_node
+    does: every decoded frame enters a FrameHistory, which gives the score its `past`."""
+    history = FrameHistory(scorer.frame_stack)
     check_ms, _ = timed(lambda: scorer.check(rgb), repeats)
-    score_ms, _ = timed(lambda: scorer.score([rgb], reasons=[None]), repeats)
+    score_ms, _ = timed(lambda: scorer.score([rgb], reasons=[None], past=history.push([rgb], ["c"])), repeats)
     total = {}
     for name, msg in messages.items():
 
         def whole(m=msg):
             frame, grey = frame_to_rgb(m)
             reason = scorer.check(frame, None, grey)
-            return scorer.score([frame], reasons=[reason])
+            return scorer.score([frame], reasons=[reason], past=history.push([frame], ["c"]))
 
         ms, scored = timed(whole, repeats)
         assert scored.valid[0], scored.reasons
@@ -94,6 +99,7 @@ def main() -> None:
         help="model.precision:model.optimize pairs",
     )  # fmt: skip
     parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--frame-stack", type=int, default=1, help="model.frame_stack of the model")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: reward_node's default)")
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--jpeg-quality", type=int, default=90)
@@ -121,11 +127,18 @@ def main() -> None:
         for setting in args.settings:
             precision, _, optimize = setting.partition(":")
             size = [3, args.image_size, args.image_size]
-            cfg = ModelConfig(arch=arch, precision=precision, optimize=optimize or "none", image_size=size)
+            cfg = ModelConfig(
+                arch=arch,
+                precision=precision,
+                optimize=optimize or "none",
+                image_size=size,
+                frame_stack=args.frame_stack,
+            )
             ckpt = untrained(cfg, threshold=0.5)
             if precision == "int8":
                 gen = torch.Generator().manual_seed(0)
-                ckpt.model.int8_frames = torch.randint(0, 256, (64, *size), generator=gen, dtype=torch.uint8)
+                shape = (64, 3 * args.frame_stack, *size[1:])
+                ckpt.model.int8_frames = torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8)
             scorer = FrameScorer(ckpt)
             scorer.warm_up()
             results.append(
@@ -142,6 +155,7 @@ def main() -> None:
                 "benchmark": "frame_path",
                 "frame": f"{args.width}x{args.height}",
                 "model_input": args.image_size,
+                "frame_stack": args.frame_stack,
                 "torch_threads": torch.get_num_threads(),
                 "cpus": os.cpu_count(),
                 "machine": platform.processor() or platform.machine(),

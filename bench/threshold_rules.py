@@ -91,6 +91,21 @@ def rule_smooth(labels, probs, sigma: float = 1.0) -> float:
     return float(GRID[best[np.argmin(np.abs(GRID[best] - 0.5))]])
 
 
+def settled_frames(episodes, margin: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """The labels and probabilities of the frames at least `margin` frames from a change of
+    label in their episode (the onset frames, whose label no single frame can show, left out)."""
+    labels, probs = [], []
+    for _label, lab, p in episodes.values():
+        lab, p = np.asarray(lab), np.asarray(p)
+        changes = np.flatnonzero(lab[1:] != lab[:-1])
+        far = np.ones(len(lab), bool)
+        for c in changes:
+            far[max(0, c + 1 - margin) : c + 1 + margin] = False
+        labels.append(lab[far])
+        probs.append(p[far])
+    return np.concatenate(labels), np.concatenate(probs)
+
+
 def rule_fastest(labels, probs, episodes) -> tuple[float, int]:
     from reward_model_ros.training import metrics as M
 
@@ -162,6 +177,10 @@ def main() -> None:
         "smooth": rule_smooth,
         "half": lambda labels, probs: 0.5,
     }
+    episode_rules = {  # rules that read the episodes (the frames' distance to a label change)
+        "settled_plateau": lambda episodes: rule_plateau(*settled_frames(episodes)),
+        "settled_smooth": lambda episodes: rule_smooth(*settled_frames(episodes)),
+    }
     rows = []
     print(
         "| checkpoint | rule | threshold | debounce | accuracy | failures judged successful "
@@ -173,6 +192,7 @@ def main() -> None:
         val = split_scores(ckpt, args.data, "val")
         held = split_scores(ckpt, args.eval, "all")
         picks = {name: rule(val[0], val[1]) for name, rule in rules.items()}
+        picks |= {name: rule(val[2]) for name, rule in episode_rules.items()}
         chosen = {name: (t, shortest_safe_debounce(val[2], t)) for name, t in picks.items()}
         for rule in M.THRESHOLD_RULES:  # what `train` would store under each rule, its fallback included
             chosen[f"train:{rule}"] = M.validation_decision(*val, DECISION_DEBOUNCES, rule)[:2]
@@ -198,7 +218,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     trained = [f"train:{rule}" for rule in M.THRESHOLD_RULES]
-    for name in [*rules, *trained, "sweep", "fastest", "oracle"]:
+    for name in [*rules, *episode_rules, *trained, "sweep", "fastest", "oracle"]:
         rs = [r for r in rows if r["rule"] == name]
         acc = np.array([r["accuracy"] for r in rs])
         fp = sum(r["false_positive_episodes"] for r in rs)

@@ -149,7 +149,7 @@ def test_overrides_and_configuration_errors(dataset, tmp_path):
     with pytest.raises(TrainError, match=r"data\.hflip=1\.5 is a probability"):
         train(config(tmp_path, "data.hflip=1.5"), dataset)
     with pytest.raises(
-        TrainError, match=r"runner\.threshold_rule='median': choose one of balanced, half_floor"
+        TrainError, match=r"runner\.threshold_rule='median': choose one of balanced, half_floor, half"
     ):
         train(config(tmp_path, "runner.threshold_rule=median"), dataset)
     # the shipped YAML has exactly the trainer's keys and defaults
@@ -376,6 +376,18 @@ def test_metrics_on_hand_made_probabilities():
     assert (threshold, debounce) == (0.5, 2) and "at least 0.5" in why
     with pytest.raises(ValueError, match="threshold rule 'median'"):
         M.validation_decision(labels, probs, episodes, [2, 3], "median")
+    # half: 0.5 whatever validation's frames say. The last frame before the success (labelled a
+    # failure, scored 0.8) pushes the best balanced accuracy up to 0.81, which a held-out success
+    # plateau at 0.6-0.8 would never reach
+    episodes = {
+        "s": (1, np.array([0, 0, 0, 1, 1, 1]), np.array([0.1, 0.1, 0.8, 0.95, 0.95, 0.95])),
+        "f": (0, np.zeros(6, int), np.full(6, 0.05)),
+    }
+    labels = np.concatenate([episodes["s"][1], episodes["f"][1]])
+    probs = np.concatenate([episodes["s"][2], episodes["f"][2]])
+    assert M.validation_decision(labels, probs, episodes, [2, 3])[:2] == (0.81, 2)
+    threshold, debounce, why = M.validation_decision(labels, probs, episodes, [2, 3], "half")
+    assert (threshold, debounce) == (0.5, 2) and why.startswith("0.5, the calibrated")
     # where the errors lie: at the success boundary, or away from it
     rows = [{"episode": "a"}] * 6 + [{"episode": "b"}] * 3
     labels = np.array([0, 0, 0, 1, 1, 0, 0, 0, 0])

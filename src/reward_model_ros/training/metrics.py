@@ -297,6 +297,7 @@ def best_accuracy_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
 THRESHOLD_RULES = {  # rule -> how validation_decision's reason names it
     "balanced": "best balanced accuracy",
     "half_floor": "best balanced accuracy, at least 0.5",
+    "half": "0.5, the calibrated, class-balanced boundary",
 }
 
 
@@ -320,7 +321,9 @@ def validation_decision(
 ) -> tuple[float, int, str]:
     """The decision settings `train` stores, chosen on validation episodes: the threshold of
     best balanced accuracy (rule "balanced": best_accuracy_threshold; "half_floor": the same but
-    never below 0.5, the calibrated, class-balanced boundary), then the shortest debounce that judges no
+    never below 0.5, the calibrated, class-balanced boundary; "half": 0.5 itself, where
+    class-balanced training put the boundary from every training frame, not from validation's
+    few episodes), then the shortest debounce that judges no
     validation failure episode successful there. Where no debounce of `debounces` does, the
     pair threshold_sweep recommends (a higher threshold). Returns (threshold, debounce, how).
 
@@ -329,7 +332,10 @@ def validation_decision(
     (bench/threshold_rules.py, docs/benchmarks.md)."""
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
-    threshold = best_accuracy_threshold(labels, probs)
+    if rule == "half":  # the boundary the whole training set placed (class-balanced sampling)
+        threshold = 0.5
+    else:
+        threshold = best_accuracy_threshold(labels, probs)
     if rule == "half_floor":  # never below the calibrated, class-balanced boundary
         threshold = max(threshold, 0.5)
     debounce = shortest_safe_debounce(episodes, threshold, debounces)
