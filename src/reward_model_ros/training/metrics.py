@@ -332,10 +332,8 @@ def validation_decision(
     (bench/threshold_rules.py, docs/benchmarks.md)."""
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold rule {rule!r}: choose one of {', '.join(THRESHOLD_RULES)}")
-    if rule == "half":  # the boundary the whole training set placed (class-balanced sampling)
-        threshold = 0.5
-    else:
-        threshold = best_accuracy_threshold(labels, probs)
+    # "half": the boundary the whole training set placed (class-balanced sampling)
+    threshold = 0.5 if rule == "half" else best_accuracy_threshold(labels, probs)
     if rule == "half_floor":  # never below the calibrated, class-balanced boundary
         threshold = max(threshold, 0.5)
     debounce = shortest_safe_debounce(episodes, threshold, debounces)
