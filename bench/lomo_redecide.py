@@ -9,7 +9,7 @@ without the modes that model left out, is scored as reward_node scores it (score
 checkpoint's precision, temperature and the default fusion), metrics.validation_decision with
 DECISION_DEBOUNCES picks threshold and debounce, and the model's heldout_predictions.jsonl are
 judged at them. Prints the table `reward-model lomo` prints, and writes --run/lomo_redecided_<rule>.json.
---rule half_floor judges them as `runner.threshold_rule=half_floor` would have decided.
+--rule R judges them as `runner.threshold_rule=R` would have decided.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", type=Path, required=True, help="a `reward-model lomo --out` directory")
     ap.add_argument(
-        "--rule", default="balanced", help="metrics.THRESHOLD_RULES: balanced (train's default) or half_floor"
+        "--rule",
+        default="half",
+        help="metrics.THRESHOLD_RULES: half (train's default), balanced or half_floor",
     )
     args = ap.parse_args()
 

@@ -345,7 +345,7 @@ def test_metrics_on_hand_made_probabilities():
     )
     assert best == (pytest.approx(0.75), 2)  # both debounces detect "s": the shorter one wins
     assert {r["debounce"] for r in rows} == {2, 3}
-    # train's rule: the best balanced-accuracy threshold, then the shortest safe debounce there
+    # the balanced rule: the best balanced-accuracy threshold, then the shortest safe debounce there
     episodes = {
         "s": (1, np.array([0, 0, 1, 1, 1, 1, 1]), np.array([0.1, 0.1, 0.7, 0.7, 0.7, 0.7, 0.95])),
         "f": (0, np.zeros(10, int), np.array([0.1] * 9 + [0.8])),  # one frame looks like success
@@ -356,10 +356,10 @@ def test_metrics_on_hand_made_probabilities():
     assert M.best_accuracy_threshold(labels, probs) == 0.5
     assert M.shortest_safe_debounce(episodes, 0.5, [1, 2, 3]) == 2
     assert M.shortest_safe_debounce(episodes, 0.5, [1]) is None
-    assert M.validation_decision(labels, probs, episodes, [1, 2, 3])[:2] == (0.5, 2)
+    assert M.validation_decision(labels, probs, episodes, [1, 2, 3], "balanced")[:2] == (0.5, 2)
     # no safe debounce at that threshold: the sweep's pair, which moves the threshold instead
     # (above the failure frame's 0.8, at most the success frames' 0.95: the middle of 0.85-0.95)
-    threshold, debounce, why = M.validation_decision(labels, probs, episodes, [1])
+    threshold, debounce, why = M.validation_decision(labels, probs, episodes, [1], "balanced")
     assert (threshold, debounce) == (pytest.approx(0.9), 1) and "sweep" in why
     # half_floor: the balanced-accuracy threshold, but never below 0.5. Success frames at 0.3 put
     # the best balanced accuracy at 0.30 (closest to 0.5 of 0.06-0.30); an unseen failure that
@@ -371,7 +371,7 @@ def test_metrics_on_hand_made_probabilities():
     }
     labels = np.concatenate([episodes["s"][1], episodes["f"][1]])
     probs = np.concatenate([episodes["s"][2], episodes["f"][2]])
-    assert M.validation_decision(labels, probs, episodes, [2, 3])[:2] == (0.3, 2)
+    assert M.validation_decision(labels, probs, episodes, [2, 3], "balanced")[:2] == (0.3, 2)
     threshold, debounce, why = M.validation_decision(labels, probs, episodes, [2, 3], "half_floor")
     assert (threshold, debounce) == (0.5, 2) and "at least 0.5" in why
     with pytest.raises(ValueError, match="threshold rule 'median'"):
@@ -385,9 +385,10 @@ def test_metrics_on_hand_made_probabilities():
     }
     labels = np.concatenate([episodes["s"][1], episodes["f"][1]])
     probs = np.concatenate([episodes["s"][2], episodes["f"][2]])
-    assert M.validation_decision(labels, probs, episodes, [2, 3])[:2] == (0.81, 2)
+    assert M.validation_decision(labels, probs, episodes, [2, 3], "balanced")[:2] == (0.81, 2)
     threshold, debounce, why = M.validation_decision(labels, probs, episodes, [2, 3], "half")
     assert (threshold, debounce) == (0.5, 2) and why.startswith("0.5, the calibrated")
+    assert M.validation_decision(labels, probs, episodes, [2, 3]) == (threshold, debounce, why)  # default
     # where the errors lie: at the success boundary, or away from it
     rows = [{"episode": "a"}] * 6 + [{"episode": "b"}] * 3
     labels = np.array([0, 0, 0, 1, 1, 0, 0, 0, 0])
