@@ -17,6 +17,8 @@ failure episode successful at that threshold. Rules:
   accuracy (the widest margin on both sides);
 - smooth: the best balanced accuracy expected when every logit moves by Gaussian noise of
   one logit unit (a frame near the threshold counts partly on both sides);
+- settled_plateau, settled_smooth: plateau and smooth on the frames at least 3 frames from a
+  change of label only (tried, not kept: docs/benchmarks.md, "The threshold at 0.5");
 - half: 0.5, which class-balanced sampling makes the balanced-accuracy threshold of the
   training distribution; the temperature leaves logit 0 where it is;
 - train:<rule>: metrics.validation_decision with that rule (metrics.THRESHOLD_RULES: balanced;
@@ -94,15 +96,13 @@ def rule_smooth(labels, probs, sigma: float = 1.0) -> float:
 def settled_frames(episodes, margin: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """The labels and probabilities of the frames at least `margin` frames from a change of
     label in their episode (the onset frames, whose label no single frame can show, left out)."""
+    from reward_model_ros.training import metrics as M
+
     labels, probs = [], []
     for _label, lab, p in episodes.values():
-        lab, p = np.asarray(lab), np.asarray(p)
-        changes = np.flatnonzero(lab[1:] != lab[:-1])
-        far = np.ones(len(lab), bool)
-        for c in changes:
-            far[max(0, c + 1 - margin) : c + 1 + margin] = False
-        labels.append(lab[far])
-        probs.append(p[far])
+        far = M.frames_from_label_change([{"episode": 0}] * len(lab), lab) >= margin
+        labels.append(np.asarray(lab)[far])
+        probs.append(np.asarray(p)[far])
     return np.concatenate(labels), np.concatenate(probs)
 
 
